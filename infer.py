@@ -1,0 +1,191 @@
+"""Classify movie reviews with a fine-tuned model folder.
+
+    >>> from infer import load
+    >>> load("model").predict(["A moving, beautifully acted film."])
+    [{'NEGATIVE': 0.013, 'POSITIVE': 0.987}]
+
+CLI: `python infer.py [--model-dir DIR] [--json] TEXT...`, or one review per line on stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from utils import encode
+
+DEFAULT_MODEL_DIR = "model"
+TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
+# Files a published model folder must hold; a folder without them is missing or half-copied.
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model folder is missing, incomplete or unreadable; the message says how to fix it."""
+
+
+def model_dir_from_env() -> Path:
+    """The folder the app and CLI serve: `$MODEL_DIR`, else `model`."""
+    return Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR))
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """Return `model_dir` as a Path if it holds a complete model, else raise ModelNotFoundError.
+
+    Cheap (a few `stat` calls, no loading), so the app can call it on every page view.
+    """
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ModelNotFoundError(f"No model in '{path}/': {TRAIN_HINT}.")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"The model folder '{path}/' is incomplete (missing {', '.join(missing)}): "
+            f"{TRAIN_HINT}."
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A loaded model and its tokenizer; `labels[i]` names class id i (from the model config)."""
+
+    model: Any
+    tokenizer: Any
+    labels: tuple[str, ...]
+
+    @property
+    def max_length(self) -> int:
+        """Tokens read per review, saved with the tokenizer at training time."""
+        return int(self.tokenizer.model_max_length)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 16) -> list[dict[str, float]]:
+        """Probabilities of every label, keyed by name, for each text; each dict sums to 1.
+
+        >>> classifier.predict(["Dull.", "Wonderful!"])  # doctest: +SKIP
+        [{'NEGATIVE': 0.97, 'POSITIVE': 0.03}, {'NEGATIVE': 0.02, 'POSITIVE': 0.98}]
+        """
+        _check_texts(texts)
+        # Longest first, so each batch pads to similar lengths; results go back in input order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        scores: list[dict[str, float]] = [{} for _ in texts]
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = encode(
+                self.tokenizer, [texts[i] for i in chunk], padding=True, return_tensors="pt"
+            ).to(self.model.device)
+            with torch.inference_mode():
+                probs = self.model(**batch).logits.float().softmax(dim=-1).tolist()
+            for i, row in zip(chunk, probs, strict=True):
+                scores[i] = dict(zip(self.labels, row, strict=True))
+        return scores
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, str):
+        raise TypeError("predict() takes a list of reviews; wrap one review in a list: [text].")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"Review {i} is a {type(text).__name__}, not a string.")
+        if not text.strip():
+            raise ValueError(f"Review {i} is empty: give the text of a movie review.")
+
+
+def load(model_dir: str | Path = DEFAULT_MODEL_DIR) -> Classifier:
+    """Load a model folder written by `python main.py` (safetensors only, never the Hub).
+
+    >>> load("model").labels
+    ('NEGATIVE', 'POSITIVE')
+    """
+    path = check_model_dir(model_dir)
+    # Training swaps a new folder in with one rename; if that happens while we read, the files
+    # could come from two models. The folder's inode changes on a swap, so compare and retry.
+    for _ in range(3):
+        inode = path.stat().st_ino
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, local_files_only=True, use_safetensors=True
+            )
+        except (OSError, ValueError) as error:
+            raise ModelNotFoundError(
+                f"Could not load the model in '{path}/' ({error}): {TRAIN_HINT}."
+            ) from error
+        if path.stat().st_ino == inode:
+            break
+    model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
+    labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+    return Classifier(model=model, tokenizer=tokenizer, labels=labels)
+
+
+_loaded: dict[Path, Classifier] = {}
+
+
+def get_classifier(model_dir: str | Path | None = None) -> Classifier:
+    """The classifier for `model_dir` (default `$MODEL_DIR`), loaded on first use, then reused."""
+    path = Path(model_dir) if model_dir is not None else model_dir_from_env()
+    if path not in _loaded:
+        _loaded[path] = load(path)
+    return _loaded[path]
+
+
+def reset() -> None:
+    """Forget loaded classifiers (tests, or after retraining into the same folder)."""
+    _loaded.clear()
+
+
+def predict(texts: Sequence[str], model_dir: str | Path | None = None) -> list[dict[str, float]]:
+    """Label probabilities for each text with the cached default classifier.
+
+    >>> predict(["An instant classic."])  # doctest: +SKIP
+    [{'NEGATIVE': 0.01, 'POSITIVE': 0.99}]
+    """
+    return get_classifier(model_dir).predict(texts)
+
+
+def top_label(scores: dict[str, float]) -> str:
+    """The most probable label of one prediction."""
+    return max(scores, key=scores.__getitem__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Classify movie reviews as positive or negative.",
+        epilog="With no TEXT, reads one review per line from stdin (blank lines are skipped).",
+    )
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="reviews to classify")
+    parser.add_argument(
+        "--model-dir", type=Path, default=None, help="model folder (default: $MODEL_DIR or model)"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON list of predictions")
+    args = parser.parse_args(argv)
+
+    texts = args.texts or [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if not texts:
+        parser.error("no reviews given: pass TEXT arguments or pipe one review per line")
+    try:
+        scores = get_classifier(args.model_dir).predict(texts)
+    except (ModelNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        results = [{"label": top_label(s), "scores": s} for s in scores]
+        print(json.dumps(results, indent=2))
+    else:
+        for s in scores:
+            label = top_label(s)
+            print(f"{label} {s[label]:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Training through its real entry points: `main.py` as a subprocess and `main.main(argv)`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import MAX_LENGTH, make_frame, run_script, train_args
+from safetensors.torch import load_file
+
+import infer
+import main
+import train
+
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl"}
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_main_publishes_a_complete_model(trained):
+    output, result = trained
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Test on 40 reviews: accuracy" in result.stdout
+    names = {p.name for p in output.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "metrics.json"} <= names
+    assert not {p.name for p in output.iterdir() if p.suffix in PICKLE_SUFFIXES}
+    assert not list(output.parent.glob(".model.partial-*"))
+    config = json.loads((output / "config.json").read_text())
+    assert config["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+    tokenizer_config = json.loads((output / "tokenizer_config.json").read_text())
+    assert tokenizer_config["model_max_length"] == MAX_LENGTH
+
+
+def test_metrics_json_reports_the_run(model_dir):
+    report = json.loads((model_dir / "metrics.json").read_text())
+    test = report["test"]
+    assert test["reviews"] == 40
+    assert sum(map(sum, test["confusion_matrix"])) == 40
+    for name in ("accuracy", "precision", "recall", "f1"):
+        assert 0 <= test[name] <= 1
+    # The sentiment words decide the synthetic labels; a working pipeline learns them.
+    assert test["accuracy"] >= 0.9
+    assert report["data"] == {
+        "source": report["config"]["data"],
+        "train": 108,
+        "validation": 12,
+        "test": 40,
+    }
+    assert report["config"]["batch_size"] == 2 and report["config"]["grad_accum"] == 2
+    assert report["validation"]["epoch"] in (1, 2, 3)
+    assert {"torch", "transformers", "python"} <= set(report["versions"])
+
+
+def test_splits_are_balanced_shuffled_and_disjoint(data_dir):
+    data = train.load_data(str(data_dir))
+    config = train.TrainConfig(subset=60, test_subset=20, data=str(data_dir))
+    splits = train.make_splits(data, config)
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [54, 6, 20]
+    assert sum(splits["validation"]["label"]) == 3  # stratified: half of each label
+    assert sum(splits["train"]["label"]) + 3 == 30
+    assert sum(splits["test"]["label"]) == 10
+    assert 0 < sum(splits["train"]["label"][:10]) < 10  # shuffled, not label blocks
+    train_texts, val_texts = set(splits["train"]["text"]), set(splits["validation"]["text"])
+    assert not train_texts & val_texts
+    assert val_texts <= set(data["train"]["text"])  # carved from training data only
+
+
+def test_model_selection_never_sees_the_test_split(monkeypatch, tmp_path, base_model, data_dir):
+    """Every evaluation during training runs on validation; the test split is predicted once."""
+    from transformers import Trainer
+
+    seen: dict[str, list] = {"evaluate": [], "predict": []}
+    tokenize = train.tokenize
+
+    def spy_tokenize(splits, tokenizer):
+        tokens = tokenize(splits, tokenizer)
+        seen["tokens"] = tokens
+        return tokens
+
+    evaluate, predict = Trainer.evaluate, Trainer.predict
+
+    def spy_evaluate(self, eval_dataset=None, *args, **kwargs):
+        seen["evaluate"].append((eval_dataset or self.eval_dataset)._fingerprint)
+        return evaluate(self, eval_dataset, *args, **kwargs)
+
+    def spy_predict(self, test_dataset, *args, **kwargs):
+        seen["predict"].append(test_dataset._fingerprint)
+        return predict(self, test_dataset, *args, **kwargs)
+
+    monkeypatch.setattr(train, "tokenize", spy_tokenize)
+    monkeypatch.setattr(Trainer, "evaluate", spy_evaluate)
+    monkeypatch.setattr(Trainer, "predict", spy_predict)
+    assert main.main(train_args(base_model, data_dir, tmp_path / "model")) == 0
+    tokens = seen["tokens"]
+    assert seen["evaluate"] == [tokens["validation"]._fingerprint] * 3  # one per epoch
+    assert seen["predict"] == [tokens["test"]._fingerprint]
+
+
+def test_same_seed_gives_the_same_model(tmp_path, base_model, data_dir):
+    weights = []
+    for name in ("a", "b"):
+        args = train_args(base_model, data_dir, tmp_path / name, "--epochs", "1")
+        assert main.main(args) == 0
+        weights.append(load_file(tmp_path / name / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input fails before training, with the fix in one line, and leaves ./model untouched.
+
+
+def write_data(
+    folder: Path, train_frame: pd.DataFrame, test_frame: pd.DataFrame | None = None
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    train_frame.to_parquet(folder / "train.parquet")
+    (make_frame(20, seed=3) if test_frame is None else test_frame).to_parquet(
+        folder / "test.parquet"
+    )
+    return folder
+
+
+def bad_labels() -> pd.DataFrame:
+    frame = make_frame(30, seed=4)
+    frame.loc[5, "label"] = 2
+    return frame
+
+
+def empty_texts() -> pd.DataFrame:
+    frame = make_frame(30, seed=4)
+    frame.loc[7, "text"] = "   "
+    return frame
+
+
+BAD_DATA = {
+    "no text column": (lambda: make_frame(30, 4).rename(columns={"text": "review"}), [], "'text'"),
+    "no label column": (lambda: make_frame(30, 4).drop(columns="label"), [], "'label'"),
+    "labels outside 0 and 1": (bad_labels, [], "use 0 for a negative review"),
+    "empty texts": (empty_texts, [], "empty texts (first at row 7)"),
+    "subset too small": (lambda: make_frame(30, 4), ["--subset", "8"], "Use --subset 11 or more"),
+    "subset larger than data": (lambda: make_frame(30, 4), ["--subset", "100"], "use --subset 60"),
+    "one label only": (
+        lambda: make_frame(30, 4).query("label == 1"),
+        ["--subset", "30"],
+        "labelled 0",
+    ),
+}
+
+
+@pytest.fixture()
+def previous_model(tmp_path, model_dir) -> Path:
+    """A copy of a published model, standing where a new run would publish."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for file in model_dir.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("case", BAD_DATA, ids=list(BAD_DATA))
+def test_bad_data_fails_fast_and_leaves_model_untouched(
+    case, tmp_path, base_model, previous_model, capsys
+):
+    make, flags, fix = BAD_DATA[case]
+    data = write_data(tmp_path / "data", make())
+    before = folder_digest(previous_model)
+    assert main.main([*train_args(base_model, data, previous_model), "--subset", "20", *flags]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error
+    assert fix in error
+    assert folder_digest(previous_model) == before
+    assert not (tmp_path / "checkpoints").exists()  # failed before any training step
+
+
+@pytest.mark.parametrize(
+    ("flag", "name"), [("--model", "distilbert-base-uncased"), ("--data", "stanfordnlp/imdb")]
+)
+def test_hub_name_without_hub_says_to_pass_a_path(
+    flag, name, tmp_path, base_model, data_dir, capsys
+):
+    args = [*train_args(base_model, data_dir, tmp_path / "model"), flag, name]
+    assert main.main(args) == 2
+    error = capsys.readouterr().err
+    assert "Hugging Face Hub is unreachable" in error and f"{flag} PATH" in error
+    assert not (tmp_path / "model").exists()
+
+
+def test_missing_data_folder_and_foreign_output_dir(tmp_path, base_model, data_dir, capsys):
+    assert (
+        main.main(
+            [*train_args(base_model, tmp_path / "nowhere", tmp_path / "m"), "--data", "./nowhere"]
+        )
+        == 2
+    )
+    assert "no such folder" in capsys.readouterr().err
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("keep me")
+    assert main.main(train_args(base_model, data_dir, foreign)) == 2
+    assert "is not a model folder" in capsys.readouterr().err
+    assert (foreign / "todo.txt").read_text() == "keep me"
+
+
+def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
+    data = write_data(tmp_path / "data", make_frame(30, 4).drop(columns="label"))
+    result = run_script("main.py", *train_args(base_model, data, tmp_path / "model"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not (tmp_path / "model").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing is atomic: the old model survives any failure before the swap.
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_failure_while_publishing_keeps_the_previous_model(
+    failure, monkeypatch, tmp_path, base_model, data_dir, previous_model
+):
+    before = folder_digest(previous_model)
+
+    def fail(folder):
+        assert (folder / "model.safetensors").is_file()  # written, not yet swapped in
+        raise failure
+
+    monkeypatch.setattr(train, "verify", fail)
+    flags = main.build_parser().parse_args(train_args(base_model, data_dir, previous_model))
+    with pytest.raises(type(failure)):
+        train.run(train.TrainConfig(**vars(flags)))
+    assert folder_digest(previous_model) == before
+    assert not list(tmp_path.glob(".model.partial-*"))
+    infer.load(previous_model).predict(["still works"])
+
+
+def test_killed_while_publishing_keeps_the_previous_model(
+    tmp_path, base_model, data_dir, previous_model
+):
+    before = folder_digest(previous_model)
+    args = train_args(base_model, data_dir, previous_model, "--epochs", "1")
+    killer = (
+        "import os, signal, sys, train, main\n"
+        "train.verify = lambda folder: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"main.main({args!r})\n"
+    )
+    result = run_script("-c", killer)
+    assert result.returncode == -signal.SIGKILL
+    assert folder_digest(previous_model) == before
+    assert infer.load(previous_model).labels == ("NEGATIVE", "POSITIVE")
+    abandoned = list(tmp_path.glob(".model.partial-*"))
+    assert len(abandoned) == 1 and (abandoned[0] / "model.safetensors").exists()
+    # The next run clears what the killed one left, then publishes its own model.
+    assert main.main(args) == 0
+    assert not list(tmp_path.glob(".model.partial-*"))
+    assert folder_digest(previous_model) != before
+
+
+def test_swap_exchanges_folders_in_one_step(tmp_path):
+    old, new = tmp_path / "model", tmp_path / "staging"
+    old.mkdir()
+    new.mkdir()
+    (old / "which").write_text("old")
+    (new / "which").write_text("new")
+    inode = new.stat().st_ino
+    train._swap(new, old)
+    assert (old / "which").read_text() == "new" and old.stat().st_ino == inode
+    assert (new / "which").read_text() == "old"
