@@ -400,6 +400,10 @@ def fit(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[str, Any])
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_validation_metrics,
     )
+    # The classifier's loss is a mean over its micro-batch. The Trainer takes any model whose
+    # forward has **kwargs to normalise by the accumulated batch itself, skips its division by
+    # grad_accum, and so sums the means: gradients and logged loss grad_accum times too large.
+    trainer.loss_is_scaled_for_ga = False
     trainer.train()
     return trainer
 
@@ -567,6 +571,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     report = {
         "test": test(trainer, tokens["test"]),
         "validation": best_epoch(trainer),
+        "train_loss": trainer.state.log_history[-1]["train_loss"],  # mean over all steps
         "data": {"source": config.data} | sizes,
         "config": asdict(config),
         "versions": versions(),

@@ -271,3 +271,30 @@ def test_swap_exchanges_folders_in_one_step(tmp_path):
     train._swap(new, old)
     assert (old / "which").read_text() == "new" and old.stat().st_ino == inode
     assert (new / "which").read_text() == "old"
+
+
+@pytest.mark.parametrize("layout", ["csv", "jsonl", "aclImdb"])
+def test_data_folder_layouts_load_the_same_rows(layout, tmp_path):
+    frames = {"train": make_frame(5, seed=7), "test": make_frame(3, seed=8)}
+    for split, frame in frames.items():
+        if layout == "csv":
+            frame.to_csv(tmp_path / f"{split}.csv", index=False)
+        elif layout == "jsonl":
+            frame.to_json(tmp_path / f"{split}.jsonl", orient="records", lines=True)
+        else:
+            for i, row in frame.iterrows():
+                folder = tmp_path / split / ("pos" if row.label else "neg")
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"{i:03d}_7.txt").write_text(row.text, encoding="utf-8")
+    data = train.load_data(str(tmp_path))
+    for split, frame in frames.items():
+        loaded = sorted(zip(data[split]["text"], data[split]["label"], strict=True))
+        assert loaded == sorted(zip(frame.text, frame.label, strict=True))
+
+
+def test_gradient_accumulation_does_not_scale_the_loss(tmp_path, base_model, data_dir):
+    """With weights that barely move, the training loss is the untrained model's loss, not 2x."""
+    args = train_args(base_model, data_dir, tmp_path / "model", "--learning-rate", "1e-12")
+    assert main.main([*args, "--epochs", "1", "--grad-accum", "2"]) == 0
+    report = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert report["train_loss"] == pytest.approx(report["validation"]["loss"], rel=0.1)

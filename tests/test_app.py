@@ -1,0 +1,73 @@
+"""The Gradio app on loopback, used through `gradio_client` as a visitor's browser would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+import app
+import infer
+
+
+def launch(model_dir: Path):
+    demo = app.build_demo(model_dir)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    return demo, url
+
+
+@pytest.fixture(scope="module")
+def served(model_dir):
+    infer.reset()
+    demo, url = launch(model_dir)
+    yield url, Client(url, verbose=False)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def served_without_model(tmp_path_factory):
+    demo, url = launch(tmp_path_factory.mktemp("empty") / "model")
+    yield url, Client(url, verbose=False)
+    demo.close()
+
+
+def page_notice(url: str) -> str:
+    config = httpx.get(f"{url}config", timeout=10).json()
+    (notice,) = [c for c in config["components"] if c["props"].get("elem_id") == "model-notice"]
+    return notice["props"]["value"]
+
+
+def test_predict_shows_both_labels_with_confidences(served):
+    _, client = served
+    result = client.predict("great wonderful superb film", api_name="/predict")
+    assert result["label"] == "POSITIVE"
+    confidences = {c["label"]: c["confidence"] for c in result["confidences"]}
+    assert set(confidences) == {"NEGATIVE", "POSITIVE"}
+    assert sum(confidences.values()) == pytest.approx(1.0)
+
+
+def test_blank_review_gets_a_message_not_a_prediction(served):
+    _, client = served
+    with pytest.raises(AppError, match="Type or paste a movie review first"):
+        client.predict("   ", api_name="/predict")
+
+
+def test_page_with_a_model_has_no_warning(served):
+    url, _ = served
+    assert page_notice(url) == ""
+
+
+def test_page_without_a_model_says_how_to_train(served_without_model):
+    url, client = served_without_model
+    assert "python main.py --subset 2000" in page_notice(url)
+    with pytest.raises(AppError, match="No model in"):
+        client.predict("a fine film", api_name="/predict")
+
+
+def test_examples_cover_the_hard_cases():
+    assert len(app.EXAMPLES) >= 6
+    assert any("<br />" in e and len(e) > 500 for e in app.EXAMPLES)
+    assert min(len(e) for e in app.EXAMPLES) < 20

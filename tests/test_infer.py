@@ -1,0 +1,128 @@
+"""Inference through `infer.load`, `infer.predict` and the `infer.py` command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import MAX_LENGTH, run_script
+
+import infer
+from utils import MAX_CHARS, encode
+
+
+@pytest.fixture(scope="module")
+def classifier(model_dir):
+    return infer.load(model_dir)
+
+
+def test_predict_one_review(classifier):
+    (scores,) = classifier.predict(["wonderful great film"])
+    assert set(scores) == {"NEGATIVE", "POSITIVE"}
+    assert sum(scores.values()) == pytest.approx(1.0)
+    assert infer.top_label(scores) == "POSITIVE"
+
+
+def test_batch_matches_one_by_one_in_order(classifier):
+    texts = ["awful boring plot", "great", "the film was wonderful and moving and superb", "dull"]
+    batch = classifier.predict(texts, batch_size=3)
+    for text, scores in zip(texts, batch, strict=True):
+        (alone,) = classifier.predict([text])
+        assert scores == pytest.approx(alone, abs=1e-5)
+    assert [infer.top_label(s) for s in batch] == ["NEGATIVE", "POSITIVE", "POSITIVE", "NEGATIVE"]
+
+
+def test_html_is_cleaned_as_in_training(classifier):
+    with_tags, plain = classifier.predict(
+        ["great<br /><br />film &amp; story", "great film & story"]
+    )
+    assert with_tags == pytest.approx(plain, abs=1e-6)
+
+
+def test_long_review_is_cut_to_the_saved_max_length(classifier):
+    long_text = "the film was great " * 3_000_000  # 57 MB
+    assert classifier.max_length == MAX_LENGTH
+    ids = encode(classifier.tokenizer, [long_text])["input_ids"][0]
+    assert len(ids) == MAX_LENGTH
+    (scores,) = classifier.predict([long_text])
+    (head,) = classifier.predict([long_text[:MAX_CHARS]])
+    assert scores == pytest.approx(head, abs=1e-6)
+
+
+BAD_TEXTS = [
+    ([""], ValueError),
+    (["ok", "  \n"], ValueError),
+    ("a string", TypeError),
+    ([42], TypeError),
+]
+
+
+@pytest.mark.parametrize(("texts", "error"), BAD_TEXTS)
+def test_bad_texts_are_refused(classifier, texts, error):
+    with pytest.raises(error, match=r"Review|list"):
+        classifier.predict(texts)
+
+
+def test_missing_folder_names_the_fix(tmp_path):
+    with pytest.raises(infer.ModelNotFoundError, match=r"python main\.py --subset 2000"):
+        infer.load(tmp_path / "nothing")
+
+
+def test_hub_name_is_never_looked_up():
+    with pytest.raises(infer.ModelNotFoundError, match="No model in 'distilbert-base-uncased/'"):
+        infer.load("distilbert-base-uncased")
+
+
+def test_incomplete_folder_names_what_is_missing(tmp_path, model_dir):
+    folder = tmp_path / "half"
+    shutil.copytree(model_dir, folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"pickle")  # never read: safetensors only
+    with pytest.raises(infer.ModelNotFoundError, match=r"incomplete \(missing model.safetensors\)"):
+        infer.load(folder)
+
+
+def test_broken_folder_gives_a_clear_error(tmp_path, model_dir):
+    folder = tmp_path / "broken"
+    shutil.copytree(model_dir, folder)
+    (folder / "config.json").write_text("{ not json")
+    with pytest.raises(infer.ModelNotFoundError, match="Could not load the model"):
+        infer.load(folder)
+
+
+def test_default_classifier_is_loaded_once_from_model_dir(monkeypatch, model_dir):
+    monkeypatch.setenv("MODEL_DIR", str(model_dir))
+    infer.reset()
+    first = infer.get_classifier()
+    assert infer.get_classifier() is first
+    assert infer.predict(["great"])[0] == pytest.approx(first.predict(["great"])[0])
+    infer.reset()
+    assert infer.get_classifier() is not first
+
+
+def test_cli_prints_label_and_confidence(model_dir):
+    result = run_script("infer.py", "--model-dir", str(model_dir), "great wonderful", "awful dull")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["POSITIVE", "NEGATIVE"]
+    assert all(line.endswith("%") and 50 <= float(line.split()[1][:-1]) <= 100 for line in lines)
+
+
+def test_cli_json_and_stdin(model_dir, capsys):
+    import io
+    import sys
+
+    sys.stdin = io.StringIO("great wonderful\n\nawful dull\n")
+    try:
+        assert infer.main(["--model-dir", str(model_dir), "--json"]) == 0
+    finally:
+        sys.stdin = sys.__stdin__
+    results = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in results] == ["POSITIVE", "NEGATIVE"]
+    assert all(sum(r["scores"].values()) == pytest.approx(1.0) for r in results)
+
+
+def test_cli_without_model_says_how_to_train(tmp_path, capsys):
+    assert infer.main(["--model-dir", str(tmp_path / "none"), "good"]) == 2
+    assert "python main.py" in capsys.readouterr().err
