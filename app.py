@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 import infer
+from report import CARD_FILE, PLOTS, results_section
 
 TITLE = "Movie review sentiment"
 DESCRIPTION = (
@@ -68,34 +70,55 @@ def model_notice(model_dir: Path) -> str:
     return ""
 
 
+def about_model(model_dir: Path) -> tuple[str, Image.Image | None]:
+    """The model card's results table and the confusion matrix, or a note that there are none."""
+    card, matrix = model_dir / CARD_FILE, model_dir / PLOTS["confusion_matrix"]
+    if not card.is_file():
+        return (
+            f"No evaluation report in '{model_dir}/' yet. Train a model with "
+            "`python main.py --subset 2000`, or re-test one with `python main.py evaluate`; "
+            "both write the results shown here.",
+            None,
+        )
+    return results_section(card.read_text()), Image.open(matrix) if matrix.is_file() else None
+
+
 def build_demo(model_dir: Path) -> gr.Blocks:
     """The page: a review box, Submit and Clear, confidence bars, examples."""
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# 🎬 {TITLE}\n{DESCRIPTION}")
         notice = gr.Markdown(model_notice(model_dir), elem_id="model-notice")
-        with gr.Row(equal_height=True):
-            with gr.Column(scale=3):
-                review = gr.Textbox(
-                    label="Review",
-                    lines=8,
-                    placeholder="e.g. The acting was superb and the story kept me guessing.",
-                    elem_id="review",
-                )
-                with gr.Row():
-                    clear = gr.ClearButton(value="Clear")
-                    submit = gr.Button("Submit", variant="primary")
-            with gr.Column(scale=2):
-                result = gr.Label(label="Sentiment", num_top_classes=2, elem_id="sentiment")
+        with gr.Tab("Classify"):
+            with gr.Row(equal_height=True):
+                with gr.Column(scale=3):
+                    review = gr.Textbox(
+                        label="Review",
+                        lines=8,
+                        placeholder="e.g. The acting was superb and the story kept me guessing.",
+                        elem_id="review",
+                    )
+                    with gr.Row():
+                        clear = gr.ClearButton(value="Clear")
+                        submit = gr.Button("Submit", variant="primary")
+                with gr.Column(scale=2):
+                    result = gr.Label(label="Sentiment", num_top_classes=2, elem_id="sentiment")
+            gr.Examples(EXAMPLES, inputs=review, label="Example reviews (click one, then Submit)")
+        with gr.Tab("About this model"):
+            about = gr.Markdown(elem_id="about")
+            matrix = gr.Image(label="Test confusion matrix", interactive=False, type="pil")
 
         def run(text: str) -> dict[str, float]:
             return classify(text, model_dir)
 
-        gr.Examples(EXAMPLES, inputs=review, label="Example reviews (click one, then Submit)")
         submit.click(run, inputs=review, outputs=result, api_name="predict")
         review.submit(run, inputs=review, outputs=result, api_visibility="private")
         clear.add([review, result])
         # Re-checked on every page view, so a model trained after start-up is noticed.
-        demo.load(lambda: model_notice(model_dir), outputs=notice, api_visibility="private")
+        demo.load(
+            lambda: (model_notice(model_dir), *about_model(model_dir)),
+            outputs=[notice, about, matrix],
+            api_visibility="private",
+        )
     demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=1)
     return demo
 

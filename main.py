@@ -1,7 +1,8 @@
-"""Fine-tune a sentiment model on IMDB and publish it to ./model.
+"""Fine-tune a sentiment model on IMDB and publish it to ./model, or re-test a published one.
 
     python main.py --subset 2000
     python main.py --subset 1000 --model PATH --data PATH   # without the Hugging Face Hub
+    python main.py evaluate --model-dir model --data PATH   # new metrics and reports, no training
 
 Every field of `train.TrainConfig` is a flag with the same name and default.
 """
@@ -14,6 +15,7 @@ import logging
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 
 import train
 
@@ -38,25 +40,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py evaluate",
+        description="Re-test a published model and rewrite its metrics, plots, errors.csv and "
+        "model card, without training. Test reviews are drawn as its training run drew them.",
+    )
+    parser.add_argument("--model-dir", type=Path, default=Path("model"), help="model folder")
+    parser.add_argument(
+        "--data", help="dataset as for training (default: the one it was tested on)"
+    )
+    parser.add_argument("--test-subset", type=int, help="test reviews (default: as saved; 0: all)")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run training from command-line flags; return the process exit code."""
-    args = build_parser().parse_args(argv)
+    """Train (or, after `evaluate`, re-test) from command-line flags; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    evaluating = argv[:1] == ["evaluate"]
+    args = (
+        build_evaluate_parser().parse_args(argv[1:])
+        if evaluating
+        else build_parser().parse_args(argv)
+    )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = train.TrainConfig(**vars(args))
+    output = args.model_dir if evaluating else args.output_dir
     try:
-        report = train.run(config)
+        if evaluating:
+            report = train.evaluate(args.model_dir, args.data, args.test_subset)
+        else:
+            report = train.run(train.TrainConfig(**vars(args)))
     except train.UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {config.output_dir}/ is unchanged.", file=sys.stderr)
+        print(f"\ninterrupted: {output}/ is unchanged.", file=sys.stderr)
         return 130
-    test = report["test"]
+    test, baseline = report["test"], report["baseline"]
+    gain = ""
+    if baseline:
+        points = 100 * (test["accuracy"] - baseline["accuracy"])
+        gain = f" ({points:+.1f} points on the untrained baseline)"
     print(
-        f"Test on {test['reviews']:,} reviews: accuracy {test['accuracy']:.2%}, "
-        f"precision {test['precision']:.2%}, recall {test['recall']:.2%}, F1 {test['f1']:.2%} "
-        f"(best epoch {report['validation']['epoch']:g} by validation F1). "
-        f"Model published to {config.output_dir}/ in {report['seconds']:.0f} s."
+        f"Test on {test['reviews']:,} reviews: accuracy {test['accuracy']:.2%}{gain}, "
+        f"precision {test['precision']:.2%}, recall {test['recall']:.2%}, F1 {test['f1']:.2%}, "
+        f"ROC-AUC {test['roc_auc']:.3f} (best epoch {report['validation']['epoch']:g} by "
+        f"validation F1). Model, metrics and reports in {output}/."
     )
     return 0
 

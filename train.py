@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import itertools
 import json
 import logging
@@ -22,6 +23,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from utils import binary_metrics, encode
+from report import CARD_FILE, ERRORS_FILE, PLOTS, truncated_share, write_reports
+from utils import binary_metrics, encode, positive_probability, token_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ logger = logging.getLogger(__name__)
 # the model config (id2label), and every reader of the model takes them from there.
 LABELS = ("NEGATIVE", "POSITIVE")
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl")
+REPORT_TO = ("none", "tensorboard")
+TENSORBOARD_DIR = Path("runs")
 
 
 class UsageError(ValueError):
@@ -91,6 +96,10 @@ class TrainConfig:
     eval_batch_size: int = field(
         default=32, metadata={"help": "reviews per step when evaluating (memory only)"}
     )
+    report_to: str = field(
+        default="none",
+        metadata={"help": "'tensorboard' also logs to runs/ (view: tensorboard --logdir runs)"},
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +115,8 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{flag} must be positive, got {getattr(config, name)}.")
     if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
         raise UsageError("--subset and --test-subset count reviews: use 0 (all) or more.")
+    if config.report_to not in REPORT_TO:
+        raise UsageError(f"--report-to takes {' or '.join(REPORT_TO)}, got {config.report_to!r}.")
     if not 0 < config.val_fraction < 1:
         raise UsageError(f"--val-fraction must lie between 0 and 1, got {config.val_fraction}.")
     output = Path(config.output_dir)
@@ -373,24 +384,33 @@ def training_arguments(config: TrainConfig, checkpoints: Path) -> Any:
         weight_decay=config.weight_decay,
         seed=config.seed,
         data_seed=config.seed,
-        logging_steps=50,
-        report_to="none",
+        logging_steps=0.02,  # a share of all steps: 50 points on the loss curve
+        report_to="none",  # TensorBoard, if asked, gets its own folder: see `fit`
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning is for copies to a GPU
     )
 
 
 def _validation_metrics(prediction: Any) -> dict[str, float]:
-    metrics = binary_metrics(prediction.label_ids, prediction.predictions.argmax(-1))
-    metrics.pop("confusion_matrix")  # the Trainer logs scalars; the matrix is kept for test
-    return metrics
+    metrics = binary_metrics(prediction.label_ids, positive_probability(prediction.predictions))
+    # The Trainer logs scalars, so the matrix travels as its four cells.
+    (tn, fp), (fn, tp) = metrics.pop("confusion_matrix")
+    return metrics | {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
 
 
-def fit(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[str, Any]) -> Any:
-    """Fine-tune on the train split; the Trainer ends holding the best epoch by validation F1."""
+def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[str, Any]) -> Any:
+    """A Trainer for the train split; after `.train()` it holds the best epoch by validation F1."""
     from transformers import DataCollatorWithPadding, Trainer
 
     checkpoints = Path(config.checkpoint_dir) / Path(config.output_dir).name
     shutil.rmtree(checkpoints, ignore_errors=True)  # scratch from an earlier run
+    callbacks = [epoch_summary()]
+    if config.report_to == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        logs = TENSORBOARD_DIR / f"{Path(config.output_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(logs))))
+        logger.info("TensorBoard logs in %s/ (tensorboard --logdir %s)", logs, TENSORBOARD_DIR)
     trainer = Trainer(
         model=model,
         args=training_arguments(config, checkpoints),
@@ -399,42 +419,92 @@ def fit(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[str, Any])
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_validation_metrics,
+        callbacks=callbacks,
     )
     # The classifier's loss is a mean over its micro-batch. The Trainer takes any model whose
     # forward has **kwargs to normalise by the accumulated batch itself, skips its division by
     # grad_accum, and so sums the means: gradients and logged loss grad_accum times too large.
     trainer.loss_is_scaled_for_ga = False
-    trainer.train()
     return trainer
 
 
-def best_epoch(trainer: Any) -> dict[str, Any]:
-    """The validation metrics of the epoch the Trainer kept."""
-    evals = [row for row in trainer.state.log_history if "eval_f1" in row]
-    best = max(evals, key=lambda row: row["eval_f1"])  # the first of equals, as the Trainer
-    return {"epoch": best["epoch"]} | {
-        key.removeprefix("eval_"): value
-        for key, value in best.items()
-        if key.startswith("eval_") and key.removeprefix("eval_") in _METRIC_NAMES
+def epoch_summary() -> Any:
+    """A Trainer callback that logs one line at the end of each epoch."""
+    from transformers import TrainerCallback  # here, so importing this module stays instant
+
+    class EpochSummary(TrainerCallback):
+        def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            metrics = kwargs["metrics"]
+            losses = [row["loss"] for row in state.log_history if "loss" in row]
+            logger.info(
+                "Epoch %g/%g: training loss %s, validation loss %.3f, accuracy %.1f%%, F1 %.1f%%",
+                state.epoch,
+                args.num_train_epochs,
+                f"{losses[-1]:.3f}" if losses else "not logged yet",
+                metrics["eval_loss"],
+                100 * metrics["eval_accuracy"],
+                100 * metrics["eval_f1"],
+            )
+
+    return EpochSummary()
+
+
+VALIDATION_KEYS = ("loss", "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+
+
+def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The validation metrics of the epoch the Trainer kept (the first of equal F1s, as it does)."""
+    best = max((row for row in history if "eval_f1" in row), key=lambda row: row["eval_f1"])
+    metrics = {key: best[f"eval_{key}"] for key in VALIDATION_KEYS}
+    matrix = [[best["eval_tn"], best["eval_fp"]], [best["eval_fn"], best["eval_tp"]]]
+    return {"epoch": best["epoch"]} | metrics | {"confusion_matrix": matrix}
+
+
+def predict_split(trainer: Any, tokens: Any) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of the Trainer's model on a tokenized split, and each review's P(label 1)."""
+    started = time.perf_counter()
+    prediction = trainer.predict(tokens, metric_key_prefix="test")
+    seconds = time.perf_counter() - started
+    positive = positive_probability(prediction.predictions)
+    metrics = binary_metrics(prediction.label_ids, positive)
+    timing = {"seconds": round(seconds, 1), "reviews_per_second": round(len(tokens) / seconds, 1)}
+    return {"reviews": len(tokens)} | metrics | timing, positive
+
+
+def fingerprint(splits: dict[str, Any]) -> dict[str, str]:
+    """A SHA-256 of each split's texts, in order: equal hashes mean the same reviews."""
+    hashes = {}
+    for name, split in splits.items():
+        digest = hashlib.sha256()
+        for text in split["text"]:
+            digest.update(text.encode("utf-8") + b"\0")
+        hashes[name] = digest.hexdigest()
+    return hashes
+
+
+def test_rows(split: Any, positive: np.ndarray, tokenizer: Any) -> dict[str, Any]:
+    """Per test review: text, label, P(label 1) and its length in tokens before truncation."""
+    texts = split["text"]
+    return {
+        "text": texts,
+        "label": split["label"],
+        "positive": positive,
+        "tokens": token_lengths(tokenizer, texts),
     }
-
-
-_METRIC_NAMES = ("loss", "accuracy", "precision", "recall", "f1")
-
-
-def test(trainer: Any, test_tokens: Any) -> dict[str, Any]:
-    """Metrics of the kept model on the test split: the one time the test split is used."""
-    prediction = trainer.predict(test_tokens, metric_key_prefix="test")
-    metrics = binary_metrics(prediction.label_ids, prediction.predictions.argmax(-1))
-    return {"loss": prediction.metrics["test_loss"], "reviews": len(test_tokens)} | metrics
 
 
 # ---------------------------------------------------------------------------------------------
 # Publishing
 
 
-def publish(model: Any, tokenizer: Any, report: dict[str, Any], output_dir: Path) -> None:
-    """Write the model folder beside `output_dir`, check it loads and predicts, then swap it in.
+def write_results(folder: Path, report: dict[str, Any], rows: dict[str, Any]) -> None:
+    """`metrics.json`, the plots, `errors.csv` and the model card."""
+    (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_reports(folder, report, rows)
+
+
+def publish(write: Callable[[Path], None], output_dir: Path) -> None:
+    """Let `write` fill a folder beside `output_dir`, check it loads and predicts, swap it in.
 
     Readers see the old folder or the new one, never a mix; a crash or Ctrl-C at any point
     leaves the old one in place.
@@ -446,9 +516,7 @@ def publish(model: Any, tokenizer: Any, report: dict[str, Any], output_dir: Path
         tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-{os.getpid()}-", dir=output_dir.parent)
     )
     try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        write(staging)
         verify(staging)
         _finish(staging)
         _swap(staging, output_dir)
@@ -567,16 +635,116 @@ def run(config: TrainConfig) -> dict[str, Any]:
         config.learning_rate,
     )
     tokens = tokenize(splits, tokenizer)
-    trainer = fit(config, tokenizer, model, tokens)
+    trainer = build_trainer(config, tokenizer, model, tokens)
+    logger.info("Baseline: the base model with its untrained head, on the test reviews")
+    baseline, _ = predict_split(trainer, tokens["test"])
+    set_seed(config.seed)  # each DataLoader draws from the global RNG: training starts afresh
+    trained = trainer.train()
+    logger.info("Testing the best epoch on %s test reviews", f"{sizes['test']:,}")
+    test, positive = predict_split(trainer, tokens["test"])
+    rows = test_rows(splits["test"], positive, tokenizer)
     report = {
-        "test": test(trainer, tokens["test"]),
-        "validation": best_epoch(trainer),
-        "train_loss": trainer.state.log_history[-1]["train_loss"],  # mean over all steps
-        "data": {"source": config.data} | sizes,
+        "name": f"{Path(config.model).name}-imdb-sentiment",
+        "labels": list(LABELS),
+        "max_length": config.max_length,
+        "test": test,
+        "baseline": baseline,
+        "validation": best_epoch(trainer.state.log_history),
+        "train": {
+            "loss": trained.training_loss,  # mean over all steps
+            "seconds": round(trained.metrics["train_runtime"], 1),
+            "reviews_per_second": round(trained.metrics["train_samples_per_second"], 2),
+        },
+        "test_truncated_share": truncated_share(rows["tokens"], config.max_length),
+        "data": {"source": config.data} | sizes | {"sha256": fingerprint(splits)},
         "config": asdict(config),
         "versions": versions(),
-        "seconds": round(time.perf_counter() - started, 1),
+        "history": trainer.state.log_history,
     }
-    publish(trainer.model, tokenizer, report, Path(config.output_dir))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+
+    def write(folder: Path) -> None:
+        trainer.model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        write_results(folder, report, rows)
+
+    publish(write, Path(config.output_dir))
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the model folder replaces them
+    return report
+
+
+def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
+    """Re-test a published model and rewrite its metrics and reports, without training.
+
+    The test reviews are drawn as the training run drew them (its saved settings and seed),
+    from `data` and `test_subset` where given.
+    """
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from infer import ModelNotFoundError, check_model_dir
+
+    try:
+        check_model_dir(model_dir)
+    except ModelNotFoundError as error:
+        raise UsageError(str(error)) from error
+    if not (model_dir / "metrics.json").is_file():
+        raise UsageError(
+            f"{model_dir}/ has no metrics.json, so its test settings are unknown; "
+            "retrain it with python main.py."
+        )
+    saved = json.loads((model_dir / "metrics.json").read_text())
+    overrides = {"data": data, "test_subset": test_subset}
+    config = TrainConfig(**saved["config"] | {k: v for k, v in overrides.items() if v is not None})
+    splits = make_splits(load_data(config.data), config)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, local_files_only=True, use_safetensors=True
+    )
+    arguments = TrainingArguments(
+        output_dir=str(Path(config.checkpoint_dir) / model_dir.name),
+        per_device_eval_batch_size=config.eval_batch_size,
+        report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
+    test_tokens = tokenize({"test": splits["test"]}, tokenizer)["test"]
+    logger.info("Testing %s on %s test reviews", model_dir, f"{len(test_tokens):,}")
+    test, positive = predict_split(trainer, test_tokens)
+    rows = test_rows(splits["test"], positive, tokenizer)
+    hashes = fingerprint(splits)
+    baseline = saved.get("baseline")
+    if hashes["test"] != saved["data"]["sha256"]["test"]:
+        baseline = None  # measured on other reviews; the card then says "not measured"
+    sizes = {name: len(split) for name, split in splits.items()}
+    report = saved | {
+        "test": test,
+        "baseline": baseline,
+        "test_truncated_share": truncated_share(rows["tokens"], tokenizer.model_max_length),
+        "data": saved["data"] | {"source": config.data, "test": sizes["test"], "sha256": hashes},
+        "config": asdict(config),
+    }
+
+    def write(folder: Path) -> None:
+        for file in model_dir.iterdir():
+            try:
+                os.link(file, folder / file.name)  # the same weights, without a copy
+            except OSError:
+                shutil.copy2(file, folder / file.name)
+        for name in (*PLOTS.values(), ERRORS_FILE, CARD_FILE, "metrics.json"):
+            (folder / name).unlink(missing_ok=True)  # rewritten below, never in place
+        write_results(folder, report, rows)
+
+    publish(write, model_dir)
     return report

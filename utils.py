@@ -11,6 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 # Characters kept before tokenizing. 1.5x the longest IMDB review (13,704 characters), so no
 # real review is cut here; a 10 MB paste is cut to this in microseconds instead of costing the
 # tokenizer seconds. A 512-token window never needs more than about 4,000 characters of English.
@@ -41,22 +43,46 @@ def encode(tokenizer: Any, texts: Sequence[str], **kwargs: Any) -> Any:
     return tokenizer([clean_text(t) for t in texts], truncation=True, **kwargs)
 
 
-def binary_metrics(labels: Sequence[int], predictions: Sequence[int]) -> dict[str, Any]:
-    """Accuracy, precision, recall and F1 of label 1, and the confusion matrix (rows: true label).
+def token_lengths(tokenizer: Any, texts: Sequence[str]) -> list[int]:
+    """Tokens in each cleaned text before truncation, special tokens included.
 
-    >>> binary_metrics([0, 1, 1], [0, 1, 0])["accuracy"]
+    >>> token_lengths(tokenizer, ["A fine film."])  # doctest: +SKIP
+    [6]
+    """
+    cleaned = [clean_text(t) for t in texts]
+    return [len(ids) for ids in tokenizer(cleaned, truncation=False, verbose=False)["input_ids"]]
+
+
+def binary_metrics(labels: Sequence[int], positive: Sequence[float]) -> dict[str, Any]:
+    """Metrics of label 1 from the probability of label 1 per review; the cut is at 0.5.
+
+    Accuracy, precision, recall, F1, ROC-AUC, log loss and the confusion matrix (rows: true label).
+
+    >>> binary_metrics([0, 1, 1], [0.2, 0.9, 0.4])["accuracy"]
     0.6666666666666666
     """
     # Imported here: scikit-learn costs a second at import, and the app never needs it.
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn import metrics
 
-    precision, recall, f1, _ = precision_recall_fscore_support(
+    labels, positive = np.asarray(labels), np.asarray(positive, dtype=np.float64)
+    predictions = (positive > 0.5).astype(int)
+    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
         labels, predictions, average="binary", pos_label=1, zero_division=0
     )
+    both = len(np.unique(labels)) == 2  # ROC-AUC needs both labels among the reviews
     return {
-        "accuracy": float(accuracy_score(labels, predictions)),
+        "accuracy": float(metrics.accuracy_score(labels, predictions)),
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
-        "confusion_matrix": confusion_matrix(labels, predictions, labels=[0, 1]).tolist(),
+        "roc_auc": float(metrics.roc_auc_score(labels, positive)) if both else None,
+        "log_loss": float(metrics.log_loss(labels, positive, labels=[0, 1])),
+        "confusion_matrix": metrics.confusion_matrix(labels, predictions, labels=[0, 1]).tolist(),
     }
+
+
+def positive_probability(logits: Any) -> Any:
+    """Softmax probability of label 1 for each row of a (reviews, 2) array of logits."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted[:, 1] / shifted.sum(axis=1)

@@ -32,9 +32,9 @@ MAX_LENGTH = 32  # tokens; short, so truncation happens in tests
 
 
 def make_review(label: int, rng: np.random.Generator) -> str:
-    """A review of 6 to 40 words whose sentiment words match `label`, sometimes with <br />."""
+    """A review of 10 to 40 words, 6 of them sentiment words of `label`, sometimes with <br />."""
     mood = POSITIVE_WORDS if label == 1 else NEGATIVE_WORDS
-    words = list(rng.choice(FILLER, size=rng.integers(4, 36))) + list(rng.choice(mood, size=2))
+    words = list(rng.choice(FILLER, size=rng.integers(4, 36))) + list(rng.choice(mood, size=6))
     words = list(rng.permutation(words))
     if rng.random() < 0.3:
         words.insert(len(words) // 2, ".<br /><br />")
@@ -83,8 +83,8 @@ def train_args(base_model: Path, data_dir: Path, output_dir: Path, *extra: str) 
     return [
         "--model", str(base_model), "--data", str(data_dir), "--output-dir", str(output_dir),
         "--checkpoint-dir", str(output_dir.parent / "checkpoints"), "--subset", "120",
-        "--test-subset", "40", "--max-length", str(MAX_LENGTH), "--epochs", "3",
-        "--learning-rate", "1e-2", *extra,
+        "--test-subset", "40", "--max-length", str(MAX_LENGTH), "--epochs", "6",
+        "--learning-rate", "2e-3", *extra,
     ]  # fmt: skip
 
 

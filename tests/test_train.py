@@ -46,14 +46,10 @@ def test_metrics_json_reports_the_run(model_dir):
         assert 0 <= test[name] <= 1
     # The sentiment words decide the synthetic labels; a working pipeline learns them.
     assert test["accuracy"] >= 0.9
-    assert report["data"] == {
-        "source": report["config"]["data"],
-        "train": 108,
-        "validation": 12,
-        "test": 40,
-    }
+    sizes = {key: report["data"][key] for key in ("train", "validation", "test")}
+    assert sizes == {"train": 108, "validation": 12, "test": 40}
     assert report["config"]["batch_size"] == 2 and report["config"]["grad_accum"] == 2
-    assert report["validation"]["epoch"] in (1, 2, 3)
+    assert 1 <= report["validation"]["epoch"] <= 6
     assert {"torch", "transformers", "python"} <= set(report["versions"])
 
 
@@ -72,7 +68,8 @@ def test_splits_are_balanced_shuffled_and_disjoint(data_dir):
 
 
 def test_model_selection_never_sees_the_test_split(monkeypatch, tmp_path, base_model, data_dir):
-    """Every evaluation during training runs on validation; the test split is predicted once."""
+    """Every evaluation during training runs on validation; the test split is only predicted:
+    once before training (the baseline) and once after."""
     from transformers import Trainer
 
     seen: dict[str, list] = {"evaluate": [], "predict": []}
@@ -98,8 +95,8 @@ def test_model_selection_never_sees_the_test_split(monkeypatch, tmp_path, base_m
     monkeypatch.setattr(Trainer, "predict", spy_predict)
     assert main.main(train_args(base_model, data_dir, tmp_path / "model")) == 0
     tokens = seen["tokens"]
-    assert seen["evaluate"] == [tokens["validation"]._fingerprint] * 3  # one per epoch
-    assert seen["predict"] == [tokens["test"]._fingerprint]
+    assert seen["evaluate"] == [tokens["validation"]._fingerprint] * 6  # one per epoch
+    assert seen["predict"] == [tokens["test"]._fingerprint] * 2
 
 
 def test_same_seed_gives_the_same_model(tmp_path, base_model, data_dir):
@@ -297,4 +294,4 @@ def test_gradient_accumulation_does_not_scale_the_loss(tmp_path, base_model, dat
     args = train_args(base_model, data_dir, tmp_path / "model", "--learning-rate", "1e-12")
     assert main.main([*args, "--epochs", "1", "--grad-accum", "2"]) == 0
     report = json.loads((tmp_path / "model" / "metrics.json").read_text())
-    assert report["train_loss"] == pytest.approx(report["validation"]["loss"], rel=0.1)
+    assert report["train"]["loss"] == pytest.approx(report["validation"]["loss"], rel=0.1)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from utils import MAX_CHARS, binary_metrics, clean_text
+from utils import MAX_CHARS, binary_metrics, clean_text, positive_probability, token_lengths
 
 
 @pytest.mark.parametrize(
@@ -26,10 +27,28 @@ def test_clean_text_caps_characters():
 
 
 def test_binary_metrics_match_hand_counts():
-    # 3 true positives, 1 false positive, 1 false negative, 1 true negative.
-    metrics = binary_metrics([1, 1, 1, 0, 1, 0], [1, 1, 1, 1, 0, 0])
+    # Cut at 0.5: 3 true positives, 1 false positive, 1 false negative, 1 true negative.
+    labels, positive = [1, 1, 1, 0, 1, 0], [0.9, 0.8, 0.6, 0.7, 0.4, 0.1]
+    metrics = binary_metrics(labels, positive)
     assert metrics["confusion_matrix"] == [[1, 1], [1, 3]]
     assert metrics["accuracy"] == pytest.approx(4 / 6)
     assert metrics["precision"] == pytest.approx(3 / 4)
     assert metrics["recall"] == pytest.approx(3 / 4)
     assert metrics["f1"] == pytest.approx(3 / 4)
+    # Of the 8 positive-negative pairs, the positive scores higher in 6: 0.6 and 0.4 are below 0.7.
+    assert metrics["roc_auc"] == pytest.approx(6 / 8)
+    expected_loss = -np.mean(np.log([0.9, 0.8, 0.6, 0.3, 0.4, 0.9]))
+    assert metrics["log_loss"] == pytest.approx(expected_loss)
+
+
+def test_positive_probability_is_a_softmax():
+    logits = np.array([[0.0, 0.0], [1.0, 3.0], [1000.0, 0.0]])
+    assert positive_probability(logits) == pytest.approx([0.5, 1 / (1 + np.exp(-2)), 0.0])
+
+
+def test_token_lengths_count_the_whole_cleaned_review(model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    long_review = "great film " * 100  # 200 words, far past the 32-token cut
+    assert token_lengths(tokenizer, ["great film", long_review, "great<br />film"]) == [4, 202, 4]

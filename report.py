@@ -1,0 +1,312 @@
+"""What a run publishes beside its model: plots, the misclassified reviews, the model card.
+
+    >>> write_reports(folder, report, test_rows)  # doctest: +SKIP
+
+`report` is what `metrics.json` holds; `test_rows` has one entry per test review (text, label,
+probability of label 1, tokens before truncation). Only `train.py` calls this module.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PLOTS = {
+    "confusion_matrix": "confusion_matrix.png",
+    "loss": "loss.png",
+    "validation": "validation_metrics.png",
+    "lengths": "review_lengths.png",
+}
+ERRORS_FILE = "errors.csv"
+ERRORS_COLUMNS = ("text", "true_label", "predicted_label", "confidence", "tokens", "truncated")
+CARD_FILE = "README.md"
+RESULTS_HEADING = "## Results"
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+    "roc_auc": "ROC-AUC",
+}
+
+
+def write_reports(folder: Path, report: dict[str, Any], test_rows: dict[str, Any]) -> None:
+    """Write every plot, `errors.csv` and the model card into `folder`."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    labels = report["labels"]
+    plot_confusion(report["test"]["confusion_matrix"], labels, folder / PLOTS["confusion_matrix"])
+    plot_losses(report["history"], folder / PLOTS["loss"])
+    plot_validation(report["history"], folder / PLOTS["validation"])
+    plot_lengths(test_rows, labels, report["max_length"], folder / PLOTS["lengths"])
+    write_errors(test_rows, labels, report["max_length"], folder / ERRORS_FILE)
+    (folder / CARD_FILE).write_text(model_card(report))
+
+
+def truncated_share(tokens: Any, max_length: int) -> float:
+    """Share of reviews longer than `max_length` tokens, which the model reads only in part."""
+    return float(np.mean(np.asarray(tokens) > max_length))
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+
+
+def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> None:
+    """Counts and row shares of true against predicted labels."""
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix)
+    shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
+    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=120)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), count in np.ndenumerate(counts):
+        color = "white" if shares[row, col] > 0.5 else "black"
+        text = f"{count:,}\n{shares[row, col]:.1%}"
+        ax.text(col, row, text, ha="center", va="center", color=color)
+    ax.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="Predicted label",
+        ylabel="True label",
+        title=f"Test confusion matrix ({counts.sum():,} reviews)",
+    )
+    _save(fig, path)
+
+
+def plot_losses(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss at each logging step and validation loss at each epoch's end."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
+    train = [(row["step"], row["loss"]) for row in history if "loss" in row]
+    val = [(row["step"], row["eval_loss"]) for row in history if "eval_loss" in row]
+    if train:
+        ax.plot(*zip(*train, strict=True), label="training (per logging step)", color="tab:blue")
+    ax.plot(*zip(*val, strict=True), "o-", label="validation (per epoch)", color="tab:orange")
+    ax.set(xlabel="Optimizer step", ylabel="Cross-entropy loss", title="Loss during fine-tuning")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_validation(history: list[dict[str, Any]], path: Path) -> None:
+    """Validation accuracy and F1 at each epoch's end, in percent."""
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in history if "eval_f1" in row]
+    epochs = [row["epoch"] for row in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
+    for key, name in (("eval_accuracy", "accuracy"), ("eval_f1", "F1")):
+        ax.plot(epochs, [100 * row[key] for row in rows], "o-", label=name)
+    ax.set(xlabel="Epoch", ylabel="Percent", title="Validation accuracy and F1 per epoch")
+    ax.set_xticks(epochs)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_lengths(rows: dict[str, Any], labels: list[str], max_length: int, path: Path) -> None:
+    """Histogram of test review lengths in tokens by label, with the max-length cut marked."""
+    import matplotlib.pyplot as plt
+
+    tokens, truth = np.asarray(rows["tokens"]), np.asarray(rows["label"])
+    top = max(int(np.percentile(tokens, 99)), max_length) * 1.05
+    bins = np.linspace(0, top, 50)
+    fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
+    for label_id, name in enumerate(labels):
+        ax.hist(tokens[truth == label_id].clip(max=top), bins=bins, alpha=0.55, label=name)
+    share = truncated_share(tokens, max_length)
+    ax.axvline(max_length, color="black", linestyle="--", label=f"cut at {max_length} tokens")
+    ax.set(
+        xlabel="Review length in tokens (longest 1% drawn at the right edge)",
+        ylabel="Test reviews",
+        title=f"Review lengths: {share:.1%} are longer than the cut and read in part",
+    )
+    ax.legend()
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Misclassified reviews
+
+
+def write_errors(rows: dict[str, Any], labels: list[str], max_length: int, path: Path) -> None:
+    """Every misclassified test review, most confidently wrong first."""
+    positive = np.asarray(rows["positive"])
+    predicted = (positive > 0.5).astype(int)
+    confidence = np.where(predicted == 1, positive, 1 - positive)
+    wrong = np.flatnonzero(predicted != np.asarray(rows["label"]))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ERRORS_COLUMNS)
+        for i in wrong[np.argsort(-confidence[wrong], kind="stable")]:
+            tokens = int(rows["tokens"][i])
+            writer.writerow(
+                [
+                    rows["text"][i],
+                    labels[rows["label"][i]],
+                    labels[predicted[i]],
+                    f"{confidence[i]:.4f}",
+                    tokens,
+                    tokens > max_length,
+                ]
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Model card
+
+
+def model_card(report: dict[str, Any]) -> str:
+    """A Hub model card: YAML front matter with a `model-index`, then results, settings, use."""
+    return f"---\n{card_metadata(report).to_yaml()}\n---\n\n{card_body(report)}"
+
+
+def card_metadata(report: dict[str, Any]) -> Any:
+    """The card's front matter; the `model-index` values are the test metrics of metrics.json."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    config, data = report["config"], report["data"]
+    hub_data = _hub_name(data["source"])
+    results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Sentiment Analysis",
+            dataset_type=hub_data or Path(data["source"]).name,
+            dataset_name="IMDB" if "imdb" in data["source"].lower() else data["source"],
+            dataset_split="test",
+            metric_type=key,
+            metric_name=name,
+            metric_value=report["test"][key],
+        )
+        for key, name in METRIC_NAMES.items()
+        if report["test"].get(key) is not None
+    ]
+    return ModelCardData(
+        model_name=report["name"],
+        license="apache-2.0",
+        base_model=_hub_name(config["model"]),
+        datasets=[hub_data] if hub_data else None,
+        language=["en"],
+        metrics=["accuracy", "precision", "recall", "f1", "roc_auc"],
+        pipeline_tag="text-classification",
+        tags=["sentiment-analysis", "movie-reviews"],
+        eval_results=results,
+    )
+
+
+def _hub_name(name: str) -> str | None:
+    """`name` if it reads as a Hub id (`name` or `owner/name`) and is no local folder."""
+    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return None
+    return name
+
+
+def results_table(report: dict[str, Any]) -> str:
+    """Markdown table of test metrics: fine-tuned, the untrained baseline, and the gain."""
+    test, baseline = report["test"], report.get("baseline")
+    lines = [
+        "| metric | fine-tuned | base model, untrained head | gain |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, name in METRIC_NAMES.items():
+        if test.get(key) is None:
+            continue
+        if baseline and baseline.get(key) is not None:
+            base, gain = f"{baseline[key]:.1%}", f"{100 * (test[key] - baseline[key]):+.1f} points"
+        else:
+            base, gain = "not measured", ""
+        lines.append(f"| {name} | {test[key]:.1%} | {base} | {gain} |")
+    lines.append(f"| Log loss | {test['log_loss']:.3f} | {_loss(baseline)} | |")
+    return "\n".join(lines)
+
+
+def _loss(baseline: dict[str, Any] | None) -> str:
+    return f"{baseline['log_loss']:.3f}" if baseline else "not measured"
+
+
+def card_body(report: dict[str, Any]) -> str:
+    config, data, test, val = report["config"], report["data"], report["test"], report["validation"]
+    base = config["model"]
+    cut, share = report["max_length"], report["test_truncated_share"]
+    settings = "\n".join(f"| `{key}` | {value} |" for key, value in config.items())
+    return f"""# {report["name"]}
+
+Sentiment of English movie reviews: **{" or ".join(report["labels"])}**. Fine-tuned from
+`{base}` on {data["train"]:,} training reviews of `{data["source"]}`, with the best of
+{config["epochs"]:g} epochs chosen by F1 on {data["validation"]:,} held-out training reviews
+(epoch {val["epoch"]:g}: validation F1 {val["f1"]:.1%}). The test split was used once, after
+training.
+
+{RESULTS_HEADING}
+
+On {test["reviews"]:,} test reviews (balanced, drawn with seed {config["seed"]}; text hash
+`{data["sha256"]["test"][:12]}`). The baseline is `{base}` with its new, untrained classification
+head on the same reviews.
+
+{results_table(report)}
+
+![Confusion matrix](confusion_matrix.png)
+
+Training took {report["train"]["seconds"]:.0f} s ({report["train"]["reviews_per_second"]:.1f}
+reviews/s); testing ran at {test["reviews_per_second"]:.1f} reviews/s. Plots: `loss.png`,
+`validation_metrics.png`, `review_lengths.png`; misclassified reviews: `errors.csv`.
+
+## Training settings
+
+| setting | value |
+| --- | --- |
+{settings}
+
+Versions: {", ".join(f"{k} {v}" for k, v in report["versions"].items())}.
+
+## Intended use and limitations
+
+- For English movie and TV reviews of a paragraph or more, like IMDB's. Other domains
+  (products, tweets), other languages and very short texts are outside what it was tested on.
+- It reads the first {cut} tokens of a review and ignores the rest: {share:.1%} of the test
+  reviews are longer and are judged on their opening alone, which misses verdicts that come
+  at the end.
+- IMDB labels come from star ratings (1-4 negative, 7-10 positive); neutral reviews were left
+  out, so mixed or lukewarm reviews get confident but arbitrary labels. Sarcasm often fools it.
+- It learns the biases of IMDB reviewers; do not use it to judge people.
+
+## How to use
+
+```python
+from transformers import pipeline
+
+classifier = pipeline("text-classification", model="path/to/this/folder")  # or the Hub repo id
+classifier("A moving, beautifully acted film.")
+# [{{'label': 'POSITIVE', 'score': ...}}]
+```
+
+Training removed IMDB's `<br />` tags before tokenizing; do the same for best results, or use
+`infer.py` from the project, which does it for you.
+"""
+
+
+def results_section(card: str) -> str:
+    """The results section of a model card written by `model_card`, without image links."""
+    start = card.find(RESULTS_HEADING)
+    if start < 0:
+        return ""
+    end = card.find("\n## ", start + len(RESULTS_HEADING))
+    section = card[start : end if end >= 0 else None]
+    return "\n".join(line for line in section.splitlines() if not line.startswith("!["))
