@@ -1,0 +1,56 @@
+"""A visitor's path through the page in headless Chromium: type, submit, read the bars, open About.
+
+Needs Debian's Chromium (`apt-get install chromium`; `.ci/run` installs it) and never downloads
+a browser of its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import app
+import infer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Chromium: apt-get install chromium"
+)
+
+
+@pytest.fixture(scope="module")
+def page(model_dir, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    infer.reset()
+    demo = app.build_demo(model_dir)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url)
+        yield page
+        browser.close()
+    demo.close()
+
+
+def test_typed_review_shows_confidence_bars(page, tmp_path):
+    page.locator("#review textarea").fill("great wonderful superb film")
+    page.get_by_role("button", name="Submit").click()
+    sentiment = page.locator("#sentiment")
+    sentiment.get_by_text("POSITIVE").first.wait_for(timeout=20_000)
+    text = sentiment.inner_text()
+    assert "POSITIVE" in text and "NEGATIVE" in text and "%" in text
+    page.screenshot(path=tmp_path / "classify.png")
+
+
+def test_about_tab_shows_the_results_table(page):
+    page.get_by_role("tab", name="About this model").click()
+    about = page.locator("#about")
+    about.get_by_text("Accuracy").first.wait_for(timeout=20_000)
+    assert "base model, untrained head" in about.inner_text()
