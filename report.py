@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from utils import looks_like_path
+
 PLOTS = {
     "confusion_matrix": "confusion_matrix.png",
     "loss": "loss.png",
@@ -213,9 +215,7 @@ def card_metadata(report: dict[str, Any]) -> Any:
 
 def _hub_name(name: str) -> str | None:
     """`name` if it reads as a Hub id (`name` or `owner/name`) and is no local folder."""
-    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        return None
-    return name
+    return None if Path(name).expanduser().exists() or looks_like_path(name) else name
 
 
 def results_table(report: dict[str, Any]) -> str:
@@ -228,11 +228,16 @@ def results_table(report: dict[str, Any]) -> str:
     for key, name in METRIC_NAMES.items():
         if test.get(key) is None:
             continue
+        # ROC-AUC is an area, not a share of reviews: shown as 0.950, its gain as +0.120.
+        share = key != "roc_auc"
+        show = (lambda v: f"{v:.1%}") if share else (lambda v: f"{v:.3f}")
         if baseline and baseline.get(key) is not None:
-            base, gain = f"{baseline[key]:.1%}", f"{100 * (test[key] - baseline[key]):+.1f} points"
+            delta = test[key] - baseline[key]
+            base = show(baseline[key])
+            gain = f"{100 * delta:+.1f} points" if share else f"{delta:+.3f}"
         else:
             base, gain = "not measured", ""
-        lines.append(f"| {name} | {test[key]:.1%} | {base} | {gain} |")
+        lines.append(f"| {name} | {show(test[key])} | {base} | {gain} |")
     lines.append(f"| Log loss | {test['log_loss']:.3f} | {_loss(baseline)} | |")
     return "\n".join(lines)
 

@@ -32,7 +32,13 @@ from urllib.parse import urlparse
 import numpy as np
 
 from report import CARD_FILE, ERRORS_FILE, PLOTS, truncated_share, write_reports
-from utils import binary_metrics, encode, positive_probability, token_lengths
+from utils import (
+    binary_metrics,
+    encode,
+    looks_like_path,
+    positive_probability,
+    token_lengths,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -145,11 +151,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def _looks_like_path(name: str) -> bool:
-    """Whether `name` is meant as a folder: Hub names are `name` or `owner/name`."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1
-
-
 def _hub_unreachable(flag: str, name: str) -> UsageError:
     return UsageError(
         f"{flag} {name}: the Hugging Face Hub is unreachable and '{name}' is not cached here. "
@@ -169,7 +170,7 @@ def load_data(source: str) -> dict[str, Any]:
     path = Path(source).expanduser()
     if path.is_dir():
         splits = {split: _read_local(path, split) for split in ("train", "test")}
-    elif _looks_like_path(source) or path.suffix in DATA_SUFFIXES:
+    elif looks_like_path(source) or path.suffix in DATA_SUFFIXES:
         raise UsageError(f"--data {source}: no such folder. Pass a folder that holds the data.")
     else:
         splits = _read_hub(source)
@@ -321,7 +322,7 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     local = Path(config.model).expanduser().is_dir()
-    if not local and _looks_like_path(config.model):
+    if not local and looks_like_path(config.model):
         raise UsageError(f"--model {config.model}: no such folder.")
     offline = not local and not _hub_reachable()
     try:

@@ -22,6 +22,15 @@ _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
+def looks_like_path(name: str) -> bool:
+    """Whether `name` is meant as a folder rather than a Hub id (`name` or `owner/name`).
+
+    >>> looks_like_path("./model"), looks_like_path("stanfordnlp/imdb")
+    (True, False)
+    """
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
 def clean_text(text: str) -> str:
     """Return the review as a reader sees it: IMDB's `<br />` tags and entities gone, spaces single.
 
