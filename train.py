@@ -738,13 +738,14 @@ def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None =
     }
 
     def write(folder: Path) -> None:
+        rewritten = {*PLOTS.values(), ERRORS_FILE, CARD_FILE, "metrics.json"}
         for file in model_dir.iterdir():
+            if file.name in rewritten:
+                continue  # written afresh below, never edited in place
             try:
                 os.link(file, folder / file.name)  # the same weights, without a copy
             except OSError:
                 shutil.copy2(file, folder / file.name)
-        for name in (*PLOTS.values(), ERRORS_FILE, CARD_FILE, "metrics.json"):
-            (folder / name).unlink(missing_ok=True)  # rewritten below, never in place
         write_results(folder, report, rows)
 
     publish(write, model_dir)
