@@ -45,8 +45,9 @@ EXAMPLES = [
 MAX_QUEUE = 64  # waiting requests; past this, visitors are told the app is busy
 
 
-def classify(text: str, model_dir: Path) -> dict[str, float]:
-    """Label probabilities for one review, for `gr.Label`; a blank box gets a friendly error."""
+def classify(text: str, model_dir: Path) -> tuple[dict[str, float], str]:
+    """Label probabilities for one review (for `gr.Label`) and a line on how much of it the
+    model read; a blank box gets a friendly error."""
     if not text or not text.strip():
         raise gr.Error(
             "Type or paste a movie review first.",
@@ -57,8 +58,20 @@ def classify(text: str, model_dir: Path) -> dict[str, float]:
         classifier = infer.get_classifier(model_dir)
     except infer.ModelNotFoundError as error:
         raise gr.Error(str(error), title="No model yet", print_exception=False) from error
-    (scores,) = classifier.predict([text])
-    return scores
+    (prediction,) = classifier.classify([text])
+    return prediction.scores, coverage(prediction, classifier.truncation)
+
+
+def coverage(prediction: infer.Prediction, truncation: str) -> str:
+    """How much of the review the model read, e.g. 'Read 256 of 612 tokens (...)'."""
+    if prediction.read >= prediction.tokens:
+        how = " in overlapping windows" if truncation == "sliding" and prediction.tokens > 0 else ""
+        return f"Read all {prediction.tokens} tokens of the review{how}."
+    part = "the opening and the ending" if truncation == "head+tail" else "the opening"
+    return (
+        f"Read {prediction.read} of {prediction.tokens} tokens: a long review, so the model "
+        f"read {part} and skipped the rest."
+    )
 
 
 def model_notice(model_dir: Path) -> str:
@@ -102,17 +115,18 @@ def build_demo(model_dir: Path) -> gr.Blocks:
                         submit = gr.Button("Submit", variant="primary")
                 with gr.Column(scale=2):
                     result = gr.Label(label="Sentiment", num_top_classes=2, elem_id="sentiment")
+                    read = gr.Markdown(elem_id="coverage")
             gr.Examples(EXAMPLES, inputs=review, label="Example reviews (click one, then Submit)")
         with gr.Tab("About this model"):
             about = gr.Markdown(elem_id="about")
             matrix = gr.Image(label="Test confusion matrix", interactive=False, type="pil")
 
-        def run(text: str) -> dict[str, float]:
+        def run(text: str) -> tuple[dict[str, float], str]:
             return classify(text, model_dir)
 
-        submit.click(run, inputs=review, outputs=result, api_name="predict")
-        review.submit(run, inputs=review, outputs=result, api_visibility="private")
-        clear.add([review, result])
+        submit.click(run, inputs=review, outputs=[result, read], api_name="predict")
+        review.submit(run, inputs=review, outputs=[result, read], api_visibility="private")
+        clear.add([review, result, read])
         # Re-checked on every page view, so a model trained after start-up is noticed.
         demo.load(
             lambda: (model_notice(model_dir), *about_model(model_dir)),

@@ -3,6 +3,8 @@
     >>> from infer import load
     >>> load("model").predict(["A moving, beautifully acted film."])
     [{'NEGATIVE': 0.013, 'POSITIVE': 0.987}]
+    >>> load("model").classify(["A moving, beautifully acted film."])[0].read
+    9
 
 CLI: `python infer.py [--model-dir DIR] [--json] TEXT...`, or one review per line on stdin.
 """
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from utils import encode
+from utils import STRATEGIES, check_strategy, encode
 
 DEFAULT_MODEL_DIR = "model"
 TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
@@ -56,16 +58,39 @@ def check_model_dir(model_dir: str | Path) -> Path:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """One review's label probabilities, and how many of its tokens the model read."""
+
+    scores: dict[str, float]
+    tokens: int  # the whole cleaned review, special tokens included
+    read: int  # tokens the model saw; less than `tokens` when a long review was cut
+
+    @property
+    def label(self) -> str:
+        """The most probable label."""
+        return top_label(self.scores)
+
+
+@dataclass(frozen=True)
 class Classifier:
-    """A loaded model and its tokenizer; `labels[i]` names class id i (from the model config)."""
+    """A loaded model and its tokenizer; `labels[i]` names class id i (from the model config).
+
+    `truncation` says how a review longer than `max_length` is read (see `utils.STRATEGIES`):
+    `load` takes it from the model folder, where training saved it.
+    """
 
     model: Any
     tokenizer: Any
     labels: tuple[str, ...]
+    truncation: str = "head"
+    head_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        check_strategy(self.truncation, self.head_fraction)
 
     @property
     def max_length(self) -> int:
-        """Tokens read per review, saved with the tokenizer at training time."""
+        """Tokens read per window, saved with the tokenizer at training time."""
         return int(self.tokenizer.model_max_length)
 
     def predict(self, texts: Sequence[str], batch_size: int = 16) -> list[dict[str, float]]:
@@ -74,20 +99,37 @@ class Classifier:
         >>> classifier.predict(["Dull.", "Wonderful!"])  # doctest: +SKIP
         [{'NEGATIVE': 0.97, 'POSITIVE': 0.03}, {'NEGATIVE': 0.02, 'POSITIVE': 0.98}]
         """
+        return [prediction.scores for prediction in self.classify(texts, batch_size)]
+
+    def classify(self, texts: Sequence[str], batch_size: int = 16) -> list[Prediction]:
+        """A Prediction (probabilities, tokens read of the review's total) for each text.
+
+        With `sliding`, a review's probabilities are the mean over its windows.
+
+        >>> p = classifier.classify(["Dull."])[0]  # doctest: +SKIP
+        >>> p.label, p.read, p.tokens
+        ('NEGATIVE', 4, 4)
+        """
         _check_texts(texts)
-        # Longest first, so each batch pads to similar lengths; results go back in input order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        scores: list[dict[str, float]] = [{} for _ in texts]
+        encoded = encode(self.tokenizer, texts, self.truncation, self.head_fraction)
+        ids, owner = encoded["input_ids"], encoded["review"]
+        # Longest first, so each batch pads to similar lengths; results go back by review.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        sums = torch.zeros(len(texts), len(self.labels), dtype=torch.float64)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = encode(
-                self.tokenizer, [texts[i] for i in chunk], padding=True, return_tensors="pt"
+            batch = self.tokenizer.pad(
+                {"input_ids": [ids[i] for i in chunk]}, return_tensors="pt"
             ).to(self.model.device)
             with torch.inference_mode():
-                probs = self.model(**batch).logits.float().softmax(dim=-1).tolist()
-            for i, row in zip(chunk, probs, strict=True):
-                scores[i] = dict(zip(self.labels, row, strict=True))
-        return scores
+                probs = self.model(**batch).logits.double().softmax(dim=-1).cpu()
+            sums.index_add_(0, torch.tensor([owner[i] for i in chunk]), probs)
+        counts = torch.bincount(torch.tensor(owner), minlength=len(texts)).unsqueeze(1)
+        means = (sums / counts).tolist()
+        return [
+            Prediction(dict(zip(self.labels, row, strict=True)), tokens, read)
+            for row, tokens, read in zip(means, encoded["tokens"], encoded["read"], strict=True)
+        ]
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -100,12 +142,17 @@ def _check_texts(texts: Sequence[str]) -> None:
             raise ValueError(f"Review {i} is empty: give the text of a movie review.")
 
 
-def load(model_dir: str | Path = DEFAULT_MODEL_DIR) -> Classifier:
+def load(model_dir: str | Path = DEFAULT_MODEL_DIR, truncation: str | None = None) -> Classifier:
     """Load a model folder written by `python main.py` (safetensors only, never the Hub).
+
+    Long reviews are read as the folder says (`truncation` in its config.json, saved by
+    training; `head` for folders from before it was saved); pass `truncation` to override.
 
     >>> load("model").labels
     ('NEGATIVE', 'POSITIVE')
     """
+    if truncation is not None:
+        check_strategy(truncation)
     path = check_model_dir(model_dir)
     # Training swaps a new folder in with one rename; if that happens while we read, the files
     # could come from two models. The folder's inode changes on a swap, so compare and retry.
@@ -124,7 +171,14 @@ def load(model_dir: str | Path = DEFAULT_MODEL_DIR) -> Classifier:
             break
     model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
     labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
-    return Classifier(model=model, tokenizer=tokenizer, labels=labels)
+    saved = getattr(model.config, "truncation", None) or {}
+    return Classifier(
+        model=model,
+        tokenizer=tokenizer,
+        labels=labels,
+        truncation=truncation or saved.get("inference", "head"),
+        head_fraction=saved.get("head_fraction", 0.25),
+    )
 
 
 _loaded: dict[Path, Classifier] = {}
@@ -166,6 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--model-dir", type=Path, default=None, help="model folder (default: $MODEL_DIR or model)"
     )
+    parser.add_argument(
+        "--truncation",
+        choices=STRATEGIES,
+        help="how to read reviews longer than the model's token budget "
+        "(default: as saved with the model)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list of predictions")
     args = parser.parse_args(argv)
 
@@ -173,17 +233,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not texts:
         parser.error("no reviews given: pass TEXT arguments or pipe one review per line")
     try:
-        scores = get_classifier(args.model_dir).predict(texts)
+        if args.truncation:
+            classifier = load(args.model_dir or model_dir_from_env(), args.truncation)
+        else:
+            classifier = get_classifier(args.model_dir)
+        predictions = classifier.classify(texts)
     except (ModelNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
-        results = [{"label": top_label(s), "scores": s} for s in scores]
+        results = [
+            {"label": p.label, "scores": p.scores, "tokens": p.tokens, "read": p.read}
+            for p in predictions
+        ]
         print(json.dumps(results, indent=2))
     else:
-        for s in scores:
-            label = top_label(s)
-            print(f"{label} {s[label]:.1%}")
+        for p in predictions:
+            cut = f" (read {p.read} of {p.tokens} tokens)" if p.read < p.tokens else ""
+            print(f"{p.label} {p.scores[p.label]:.1%}{cut}")
     return 0
 
 

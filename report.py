@@ -23,7 +23,7 @@ PLOTS = {
     "lengths": "review_lengths.png",
 }
 ERRORS_FILE = "errors.csv"
-ERRORS_COLUMNS = ("text", "true_label", "predicted_label", "confidence", "tokens", "truncated")
+ERRORS_COLUMNS = ("text", "true_label", "predicted_label", "confidence", "tokens", "read")
 CARD_FILE = "README.md"
 RESULTS_HEADING = "## Results"
 METRIC_NAMES = {
@@ -45,7 +45,7 @@ def write_reports(folder: Path, report: dict[str, Any], test_rows: dict[str, Any
     plot_losses(report["history"], folder / PLOTS["loss"])
     plot_validation(report["history"], folder / PLOTS["validation"])
     plot_lengths(test_rows, labels, report["max_length"], folder / PLOTS["lengths"])
-    write_errors(test_rows, labels, report["max_length"], folder / ERRORS_FILE)
+    write_errors(test_rows, labels, folder / ERRORS_FILE)
     (folder / CARD_FILE).write_text(model_card(report))
 
 
@@ -148,8 +148,9 @@ def _save(fig: Any, path: Path) -> None:
 # Misclassified reviews
 
 
-def write_errors(rows: dict[str, Any], labels: list[str], max_length: int, path: Path) -> None:
-    """Every misclassified test review, most confidently wrong first."""
+def write_errors(rows: dict[str, Any], labels: list[str], path: Path) -> None:
+    """Every misclassified test review, most confidently wrong first, with its length in tokens
+    and how many of those tokens the model read."""
     positive = np.asarray(rows["positive"])
     predicted = (positive > 0.5).astype(int)
     confidence = np.where(predicted == 1, positive, 1 - positive)
@@ -158,15 +159,14 @@ def write_errors(rows: dict[str, Any], labels: list[str], max_length: int, path:
         writer = csv.writer(handle)
         writer.writerow(ERRORS_COLUMNS)
         for i in wrong[np.argsort(-confidence[wrong], kind="stable")]:
-            tokens = int(rows["tokens"][i])
             writer.writerow(
                 [
                     rows["text"][i],
                     labels[rows["label"][i]],
                     labels[predicted[i]],
                     f"{confidence[i]:.4f}",
-                    tokens,
-                    tokens > max_length,
+                    int(rows["tokens"][i]),
+                    int(rows["read"][i]),
                 ]
             )
 
@@ -285,9 +285,7 @@ Versions: {", ".join(f"{k} {v}" for k, v in report["versions"].items())}.
 
 - For English movie and TV reviews of a paragraph or more, like IMDB's. Other domains
   (products, tweets), other languages and very short texts are outside what it was tested on.
-- It reads the first {cut} tokens of a review and ignores the rest: {share:.1%} of the test
-  reviews are longer and are judged on their opening alone, which misses verdicts that come
-  at the end.
+- {reading(config, cut, share)}
 - IMDB labels come from star ratings (1-4 negative, 7-10 positive); neutral reviews were left
   out, so mixed or lukewarm reviews get confident but arbitrary labels. Sarcasm often fools it.
 - It learns the biases of IMDB reviewers; do not use it to judge people.
@@ -302,9 +300,28 @@ classifier("A moving, beautifully acted film.")
 # [{{'label': 'POSITIVE', 'score': ...}}]
 ```
 
-Training removed IMDB's `<br />` tags before tokenizing; do the same for best results, or use
-`infer.py` from the project, which does it for you.
+The pipeline reads the first {cut} tokens of a review only. Training removed IMDB's `<br />`
+tags and cut long reviews by `{config.get("truncation", "head")}`; `infer.py` from the project
+does both as training did, and reports how many tokens of each review it read.
 """
+
+
+def reading(config: dict[str, Any], cut: int, share: float) -> str:
+    """One sentence on how the model reads reviews longer than its `cut` tokens."""
+    strategy = config.get("inference_truncation") or config.get("truncation", "head")
+    longer = f"{share:.1%} of the test reviews are longer than {cut} tokens"
+    if strategy == "sliding":
+        return (
+            f"{longer}; `infer.py` reads them whole, in overlapping {cut}-token windows whose "
+            "predictions it averages, at the cost of one pass per window."
+        )
+    if strategy == "head+tail":
+        head = round(cut * config.get("head_fraction", 0.25))
+        return (
+            f"{longer}; `infer.py` reads their first {head} and last {cut - head} tokens "
+            "and skips the middle."
+        )
+    return f"{longer}; it reads their first {cut} tokens only, missing verdicts at the end."
 
 
 def results_section(card: str) -> str:

@@ -33,11 +33,12 @@ import numpy as np
 
 from report import CARD_FILE, ERRORS_FILE, PLOTS, truncated_share, write_reports
 from utils import (
+    STRATEGIES,
+    TRAINING_STRATEGIES,
     binary_metrics,
     encode,
     looks_like_path,
     positive_probability,
-    token_lengths,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,24 @@ class TrainConfig:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     # tokens; longer reviews are cut. DistilBERT and BERT hold at most 512 positions.
     max_length: int = field(default=256, metadata={"help": "tokens read per review"})
+    truncation: str = field(
+        default="head+tail",
+        metadata={
+            "help": "how training cuts a review longer than --max-length: 'head' keeps its "
+            "start, 'head+tail' its start and end (see --head-fraction)"
+        },
+    )
+    head_fraction: float = field(
+        default=0.25,
+        metadata={"help": "with head+tail: share of --max-length taken from the review's start"},
+    )
+    inference_truncation: str | None = field(
+        default=None,
+        metadata={
+            "help": "how infer.py and the app read long reviews: head, head+tail, or sliding "
+            "(overlapping windows, predictions averaged); default: as --truncation"
+        },
+    )
     seed: int = field(default=42, metadata={"help": "seeds sampling, splits, weights, order"})
     batch_size: int = field(default=2, metadata={"help": "training reviews per device step"})
     grad_accum: int = field(
@@ -121,6 +140,17 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{flag} must be positive, got {getattr(config, name)}.")
     if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
         raise UsageError("--subset and --test-subset count reviews: use 0 (all) or more.")
+    if config.truncation not in TRAINING_STRATEGIES:
+        raise UsageError(
+            f"--truncation takes {' or '.join(TRAINING_STRATEGIES)}, got {config.truncation!r}."
+        )
+    if config.inference_truncation not in (None, *STRATEGIES):
+        raise UsageError(
+            f"--inference-truncation takes {', '.join(STRATEGIES)}, "
+            f"got {config.inference_truncation!r}."
+        )
+    if not 0 <= config.head_fraction <= 1:
+        raise UsageError(f"--head-fraction must lie between 0 and 1, got {config.head_fraction}.")
     if config.report_to not in REPORT_TO:
         raise UsageError(f"--report-to takes {' or '.join(REPORT_TO)}, got {config.report_to!r}.")
     if not 0 < config.val_fraction < 1:
@@ -344,16 +374,29 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
             f"--max-length {config.max_length} exceeds the {positions} positions of "
             f"{config.model}; use --max-length {positions} or less."
         )
-    # Saved with the tokenizer, so inference cuts reviews exactly where training did.
+    # Saved with the tokenizer and the model config, so inference reads reviews as training did.
     tokenizer.model_max_length = config.max_length
+    model.config.truncation = {
+        "train": config.truncation,
+        "inference": config.inference_truncation or config.truncation,
+        "head_fraction": config.head_fraction,
+    }
     return tokenizer, model
 
 
-def tokenize(splits: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
-    """Token ids per review, unpadded: the collator pads each batch to its longest review."""
+def tokenize(
+    splits: dict[str, Any], tokenizer: Any, config: TrainConfig, clean: bool = True
+) -> dict[str, Any]:
+    """Token ids per review, cut by `config.truncation` and unpadded: the collator pads each
+    batch to its longest review. `clean=False` skips `clean_text` (benchmarks measure it)."""
+
+    def cut(batch: dict[str, list]) -> dict[str, list]:
+        encoded = encode(tokenizer, batch["text"], config.truncation, config.head_fraction, clean)
+        return {key: encoded[key] for key in ("input_ids", "attention_mask")}
+
     return {
         name: split.map(
-            lambda batch: encode(tokenizer, batch["text"]),
+            cut,
             batched=True,
             remove_columns=[c for c in split.column_names if c != "label"],
             desc=f"Tokenizing {name}",
@@ -461,15 +504,39 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"epoch": best["epoch"]} | metrics | {"confusion_matrix": matrix}
 
 
-def predict_split(trainer: Any, tokens: Any) -> tuple[dict[str, Any], np.ndarray]:
-    """Metrics of the Trainer's model on a tokenized split, and each review's P(label 1)."""
+def serving_classifier(trainer: Any, tokenizer: Any, config: TrainConfig) -> Any:
+    """The Trainer's model as `infer` will serve it: eval mode, reading as the config says."""
+    from infer import Classifier
+
+    trainer.model.eval()  # training leaves dropout on
+    return Classifier(
+        trainer.model,
+        tokenizer,
+        LABELS,
+        truncation=config.inference_truncation or config.truncation,
+        head_fraction=config.head_fraction,
+    )
+
+
+def test_split(
+    classifier: Any, split: Any, batch_size: int = 32
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics of `classifier` on a split, with its timing, and per review: text, label,
+    P(label 1), length in tokens and tokens read."""
     started = time.perf_counter()
-    prediction = trainer.predict(tokens, metric_key_prefix="test")
+    predictions = classifier.classify(split["text"], batch_size)
     seconds = time.perf_counter() - started
-    positive = positive_probability(prediction.predictions)
-    metrics = binary_metrics(prediction.label_ids, positive)
-    timing = {"seconds": round(seconds, 1), "reviews_per_second": round(len(tokens) / seconds, 1)}
-    return {"reviews": len(tokens)} | metrics | timing, positive
+    positive = np.array([p.scores[classifier.labels[1]] for p in predictions])
+    metrics = binary_metrics(split["label"], positive)
+    timing = {"seconds": round(seconds, 1), "reviews_per_second": round(len(split) / seconds, 1)}
+    rows = {
+        "text": split["text"],
+        "label": split["label"],
+        "positive": positive,
+        "tokens": [p.tokens for p in predictions],
+        "read": [p.read for p in predictions],
+    }
+    return {"reviews": len(split)} | metrics | timing, rows
 
 
 def fingerprint(splits: dict[str, Any]) -> dict[str, str]:
@@ -481,17 +548,6 @@ def fingerprint(splits: dict[str, Any]) -> dict[str, str]:
             digest.update(text.encode("utf-8") + b"\0")
         hashes[name] = digest.hexdigest()
     return hashes
-
-
-def test_rows(split: Any, positive: np.ndarray, tokenizer: Any) -> dict[str, Any]:
-    """Per test review: text, label, P(label 1) and its length in tokens before truncation."""
-    texts = split["text"]
-    return {
-        "text": texts,
-        "label": split["label"],
-        "positive": positive,
-        "tokens": token_lengths(tokenizer, texts),
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,6 +665,31 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version()} | {name: version(name) for name in names}
 
 
+def prepare(config: TrainConfig, splits: dict[str, Any], clean: bool = True) -> tuple[Any, Any]:
+    """The tokenizer, and a Trainer with the base model and the tokenized splits, seeded.
+
+    `trainer.train()` then fine-tunes; `run` calls this, and so do the benchmarks.
+    """
+    from transformers import set_seed
+
+    set_seed(config.seed)  # before the classifier head is initialised
+    tokenizer, model = load_base(config)
+    logger.info(
+        "Model %s (%.1fM parameters), %d tokens (%s), %g epochs, batch %d x %d, lr %g",
+        config.model,
+        model.num_parameters() / 1e6,
+        config.max_length,
+        config.truncation,
+        config.epochs,
+        config.batch_size,
+        config.grad_accum,
+        config.learning_rate,
+    )
+    fit = {name: splits[name] for name in ("train", "validation")}  # the test split stays out
+    tokens = tokenize(fit, tokenizer, config, clean)
+    return tokenizer, build_trainer(config, tokenizer, model, tokens)
+
+
 def run(config: TrainConfig) -> dict[str, Any]:
     """Train, test and publish one model as `config` says; return what `metrics.json` holds."""
     from transformers import set_seed
@@ -623,27 +704,17 @@ def run(config: TrainConfig) -> dict[str, Any]:
         config.data,
         *(f"{n:,}" for n in sizes.values()),
     )
-    set_seed(config.seed)  # before the classifier head is initialised
-    tokenizer, model = load_base(config)
-    logger.info(
-        "Model %s (%.1fM parameters), %d tokens, %g epochs, batch %d x %d, lr %g",
-        config.model,
-        model.num_parameters() / 1e6,
-        config.max_length,
-        config.epochs,
-        config.batch_size,
-        config.grad_accum,
-        config.learning_rate,
-    )
-    tokens = tokenize(splits, tokenizer)
-    trainer = build_trainer(config, tokenizer, model, tokens)
+    tokenizer, trainer = prepare(config, splits)
     logger.info("Baseline: the base model with its untrained head, on the test reviews")
-    baseline, _ = predict_split(trainer, tokens["test"])
+    baseline, _ = test_split(
+        serving_classifier(trainer, tokenizer, config), splits["test"], config.eval_batch_size
+    )
     set_seed(config.seed)  # each DataLoader draws from the global RNG: training starts afresh
     trained = trainer.train()
     logger.info("Testing the best epoch on %s test reviews", f"{sizes['test']:,}")
-    test, positive = predict_split(trainer, tokens["test"])
-    rows = test_rows(splits["test"], positive, tokenizer)
+    test, rows = test_split(
+        serving_classifier(trainer, tokenizer, config), splits["test"], config.eval_batch_size
+    )
     report = {
         "name": f"{Path(config.model).name}-imdb-sentiment",
         "labels": list(LABELS),
@@ -680,16 +751,7 @@ def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None =
     The test reviews are drawn as the training run drew them (its saved settings and seed),
     from `data` and `test_subset` where given.
     """
-    import torch
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
-
-    from infer import ModelNotFoundError, check_model_dir
+    from infer import ModelNotFoundError, check_model_dir, load
 
     try:
         check_model_dir(model_dir)
@@ -702,28 +764,15 @@ def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None =
         )
     saved = json.loads((model_dir / "metrics.json").read_text())
     overrides = {"data": data, "test_subset": test_subset}
-    config = TrainConfig(**saved["config"] | {k: v for k, v in overrides.items() if v is not None})
+    # Models saved before the truncation setting existed were trained on the head alone.
+    before = {"truncation": "head"}
+    config = TrainConfig(
+        **before | saved["config"] | {k: v for k, v in overrides.items() if v is not None}
+    )
     splits = make_splits(load_data(config.data), config)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, local_files_only=True, use_safetensors=True
-    )
-    arguments = TrainingArguments(
-        output_dir=str(Path(config.checkpoint_dir) / model_dir.name),
-        per_device_eval_batch_size=config.eval_batch_size,
-        report_to="none",
-        dataloader_pin_memory=torch.cuda.is_available(),
-    )
-    trainer = Trainer(
-        model=model,
-        args=arguments,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-    )
-    test_tokens = tokenize({"test": splits["test"]}, tokenizer)["test"]
-    logger.info("Testing %s on %s test reviews", model_dir, f"{len(test_tokens):,}")
-    test, positive = predict_split(trainer, test_tokens)
-    rows = test_rows(splits["test"], positive, tokenizer)
+    classifier = load(model_dir)  # reads long reviews as saved with the model
+    logger.info("Testing %s on %s test reviews", model_dir, f"{len(splits['test']):,}")
+    test, rows = test_split(classifier, splits["test"], config.eval_batch_size)
     hashes = fingerprint(splits)
     baseline = saved.get("baseline")
     if hashes["test"] != saved["data"]["sha256"]["test"]:
@@ -732,7 +781,7 @@ def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None =
     report = saved | {
         "test": test,
         "baseline": baseline,
-        "test_truncated_share": truncated_share(rows["tokens"], tokenizer.model_max_length),
+        "test_truncated_share": truncated_share(rows["tokens"], classifier.max_length),
         "data": saved["data"] | {"source": config.data, "test": sizes["test"], "sha256": hashes},
         "config": asdict(config),
     }

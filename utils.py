@@ -41,15 +41,89 @@ def clean_text(text: str) -> str:
     return _SPACE.sub(" ", html.unescape(text)).strip()
 
 
-def encode(tokenizer: Any, texts: Sequence[str], **kwargs: Any) -> Any:
-    """Clean and tokenize `texts`, truncated to the tokenizer's saved `model_max_length`.
+# How a review longer than the token budget is read. `head` keeps its start; `head+tail` its
+# start and its end (where reviewers sum up: "8/10, see it"); `sliding` reads all of it in
+# overlapping windows and averages their predictions (inference only: one review, many rows).
+STRATEGIES = ("head", "head+tail", "sliding")
+TRAINING_STRATEGIES = ("head", "head+tail")
+# Tokens two sliding windows share, as a share of the window: a sentence cut at one window's
+# edge is read whole by the next.
+WINDOW_OVERLAP = 0.25
 
-    Training pads per batch (its collator); inference passes `padding=True, return_tensors="pt"`.
 
-    >>> encode(tokenizer, ["A fine film."])["input_ids"]  # doctest: +SKIP
-    [[101, 1037, 2986, 2143, 1012, 102]]
+def check_strategy(strategy: str, head_fraction: float = 0.25) -> None:
+    """Raise ValueError unless `strategy` is one of STRATEGIES and 0 <= head_fraction <= 1."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"Unknown truncation {strategy!r}: use one of {', '.join(STRATEGIES)}.")
+    if not 0 <= head_fraction <= 1:
+        raise ValueError(f"The head fraction must lie between 0 and 1, got {head_fraction}.")
+
+
+def windows(
+    ids: Sequence[int], budget: int, strategy: str = "head", head_fraction: float = 0.25
+) -> list[list[int]]:
+    """The pieces of a token sequence a model reads, each at most `budget` tokens long.
+
+    `head` and `head+tail` give one piece (`head_fraction` of the budget from the start, the
+    rest from the end); `sliding` gives overlapping pieces that cover every token.
+
+    >>> windows(list(range(10)), 4, "head+tail", 0.5)
+    [[0, 1, 8, 9]]
+    >>> windows(list(range(10)), 4, "sliding")
+    [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
     """
-    return tokenizer([clean_text(t) for t in texts], truncation=True, **kwargs)
+    check_strategy(strategy, head_fraction)
+    ids = list(ids)
+    if len(ids) <= budget:
+        return [ids]
+    if strategy == "head":
+        return [ids[:budget]]
+    if strategy == "head+tail":
+        head = round(budget * head_fraction)
+        return [ids[:head] + ids[len(ids) - (budget - head) :]]
+    step = max(1, budget - int(budget * WINDOW_OVERLAP))
+    starts = [*range(0, len(ids) - budget, step), len(ids) - budget]
+    return [ids[start : start + budget] for start in starts]
+
+
+def encode(
+    tokenizer: Any,
+    texts: Sequence[str],
+    strategy: str = "head",
+    head_fraction: float = 0.25,
+    clean: bool = True,
+) -> dict[str, list]:
+    """Clean and tokenize `texts`, each cut to the tokenizer's `model_max_length` by `strategy`.
+
+    Returns unpadded `input_ids` and `attention_mask` per window, `review` (the text each window
+    comes from), and per text `tokens` (its length, special tokens included) and `read` (how
+    many of those the windows cover). Only `sliding` gives a text more than one window.
+
+    >>> encode(tokenizer, ["A fine film."])  # doctest: +SKIP
+    {'input_ids': [[101, 1037, 2986, 2143, 1012, 102]], 'attention_mask': [[1, 1, 1, 1, 1, 1]],
+     'review': [0], 'tokens': [6], 'read': [6]}
+    """
+    texts = [clean_text(t) if clean else t[:MAX_CHARS] for t in texts]
+    encoded = tokenizer(texts, return_special_tokens_mask=True, verbose=False)
+    out: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "review")}
+    out |= {"tokens": [], "read": []}
+    for index, (ids, special) in enumerate(
+        zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True)
+    ):
+        # Special tokens wrap the text ([CLS] ... [SEP] for BERT); each window gets them too.
+        lead = next((i for i, flag in enumerate(special) if not flag), len(ids))
+        trail = next((i for i, flag in enumerate(reversed(special)) if not flag), 0)
+        prefix, body, suffix = ids[:lead], ids[lead : len(ids) - trail], ids[len(ids) - trail :]
+        budget = tokenizer.model_max_length - len(prefix) - len(suffix)
+        pieces = windows(body, budget, strategy, head_fraction)
+        for piece in pieces:
+            out["input_ids"].append(prefix + piece + suffix)
+            out["attention_mask"].append([1] * (len(prefix) + len(piece) + len(suffix)))
+            out["review"].append(index)
+        out["tokens"].append(len(ids))
+        covered = len(body) if strategy == "sliding" else len(pieces[0])
+        out["read"].append(len(prefix) + covered + len(suffix))
+    return out
 
 
 def token_lengths(tokenizer: Any, texts: Sequence[str]) -> list[int]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import MAX_LENGTH
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -42,11 +43,20 @@ def page_notice(url: str) -> str:
 
 def test_predict_shows_both_labels_with_confidences(served):
     _, client = served
-    result = client.predict("great wonderful superb film", api_name="/predict")
+    result, read = client.predict("great wonderful superb film", api_name="/predict")
     assert result["label"] == "POSITIVE"
+    assert read == "Read all 6 tokens of the review."
     confidences = {c["label"]: c["confidence"] for c in result["confidences"]}
     assert set(confidences) == {"NEGATIVE", "POSITIVE"}
     assert sum(confidences.values()) == pytest.approx(1.0)
+
+
+def test_long_review_says_how_much_was_read(served):
+    _, client = served
+    review = " ".join(["great film"] * 50)  # 100 words, 102 tokens with [CLS] and [SEP]
+    _, read = client.predict(review, api_name="/predict")
+    assert read.startswith(f"Read {MAX_LENGTH} of 102 tokens")
+    assert "the opening and the ending" in read  # the tiny model is trained head+tail
 
 
 def test_blank_review_gets_a_message_not_a_prediction(served):

@@ -70,7 +70,7 @@ def test_errors_csv_lists_only_misclassified_reviews_most_confident_first(weak_m
     confidences = [float(row["confidence"]) for row in rows]
     assert confidences == sorted(confidences, reverse=True)
     assert all(0.5 <= c <= 1 for c in confidences)
-    assert all((row["truncated"] == "True") == (int(row["tokens"]) > MAX_LENGTH) for row in rows)
+    assert all(int(row["read"]) == min(int(row["tokens"]), MAX_LENGTH) for row in rows)
 
 
 def test_model_card_metadata_matches_metrics_json(model_dir):

@@ -72,31 +72,32 @@ def test_model_selection_never_sees_the_test_split(monkeypatch, tmp_path, base_m
     once before training (the baseline) and once after."""
     from transformers import Trainer
 
-    seen: dict[str, list] = {"evaluate": [], "predict": []}
-    tokenize = train.tokenize
+    seen: dict[str, list] = {"evaluate": [], "tested": []}
+    tokenize, test_split, evaluate = train.tokenize, train.test_split, Trainer.evaluate
 
-    def spy_tokenize(splits, tokenizer):
-        tokens = tokenize(splits, tokenizer)
-        seen["tokens"] = tokens
-        return tokens
-
-    evaluate, predict = Trainer.evaluate, Trainer.predict
+    def spy_tokenize(splits, *args):
+        seen["tokenized"] = sorted(splits)
+        seen["validation"] = splits["validation"]["text"]
+        return tokenize(splits, *args)
 
     def spy_evaluate(self, eval_dataset=None, *args, **kwargs):
-        seen["evaluate"].append((eval_dataset or self.eval_dataset)._fingerprint)
+        seen["evaluate"].append(len(eval_dataset or self.eval_dataset))
         return evaluate(self, eval_dataset, *args, **kwargs)
 
-    def spy_predict(self, test_dataset, *args, **kwargs):
-        seen["predict"].append(test_dataset._fingerprint)
-        return predict(self, test_dataset, *args, **kwargs)
+    def spy_test_split(classifier, split, *args):
+        seen["tested"].append(split["text"])
+        return test_split(classifier, split, *args)
 
     monkeypatch.setattr(train, "tokenize", spy_tokenize)
+    monkeypatch.setattr(train, "test_split", spy_test_split)
     monkeypatch.setattr(Trainer, "evaluate", spy_evaluate)
-    monkeypatch.setattr(Trainer, "predict", spy_predict)
     assert main.main(train_args(base_model, data_dir, tmp_path / "model")) == 0
-    tokens = seen["tokens"]
-    assert seen["evaluate"] == [tokens["validation"]._fingerprint] * 6  # one per epoch
-    assert seen["predict"] == [tokens["test"]._fingerprint] * 2
+    assert seen["tokenized"] == ["train", "validation"]  # the Trainer never holds test reviews
+    assert seen["evaluate"] == [len(seen["validation"])] * 6  # one per epoch
+    test_texts = pd.read_parquet(data_dir / "test.parquet")["text"]
+    assert len(seen["tested"]) == 2  # the baseline, then the best epoch
+    assert all(set(texts) <= set(test_texts) for texts in seen["tested"])
+    assert not set(seen["validation"]) & set(test_texts)
 
 
 def test_same_seed_gives_the_same_model(tmp_path, base_model, data_dir):
