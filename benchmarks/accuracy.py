@@ -1,0 +1,388 @@
+"""Accuracy benchmark on real IMDB data: which recipe reads reviews best for its compute.
+
+    python benchmarks/accuracy.py --model "$(../shared/tools/pretrained-encoder.sh)" \
+        --data ../shared/data/imdb                      # every cell, in protocol order
+    python benchmarks/accuracy.py ... --cells card-head card-head+tail --seeds 42 43
+
+Each cell fine-tunes the base model on a stratified subset of the training split and tests it
+on one fixed, stratified sample of test reviews (the same for every cell). A finished cell is
+appended to `results/accuracy.csv` at once, and cells already there are skipped, so the
+protocol can run across several sittings; `results/accuracy.md` and `learning_curve.png` are
+rewritten from the CSV after every cell. `--report` rewrites them without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's modules
+
+import train  # noqa: E402
+from utils import binary_metrics, encode, positive_probability  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+TEST_REVIEWS = 2000  # the fixed test sample, half of each label
+TEST_SEED = 2026  # draws that sample; never changes, so every cell meets the same reviews
+COLUMNS = (
+    "cell",
+    "seed",
+    "train_reviews",
+    "max_length",
+    "truncation",
+    "inference",
+    "accuracy",
+    "f1",
+    "long_reviews",
+    "long_accuracy",
+    "best_epoch",
+    "train_seconds",
+    "train_reviews_per_second",
+    "test_reviews_per_second",
+    "wall_seconds",
+    "finished",
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One recipe: TrainConfig overrides, plus the tutorial habits we measure against."""
+
+    name: str
+    about: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    inference: tuple[str, ...] = ()  # strategies tested; () means the one training used
+    clean: bool = True  # clean_text before tokenizing
+    pad_to_max: bool = False  # pad every batch to max_length instead of its longest review
+    select_on_test: bool = False  # pick the best epoch on the test reviews (a tutorial's habit)
+    curve: bool = False  # a point of the learning curve: the default recipe
+
+
+CARD = {"batch_size": 2, "grad_accum": 2, "learning_rate": 5e-5, "epochs": 2.0}
+TUTORIAL = {"batch_size": 16, "grad_accum": 1, "learning_rate": 2e-5, "warmup_ratio": 0.0}
+CELLS = {
+    cell.name: cell
+    for cell in (
+        Cell(
+            "card-head+tail",
+            "card batch settings, cleaning, dynamic padding, head+tail (1/4 head)",
+            CARD | {"truncation": "head+tail"},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
+            "card-head",
+            "card batch settings, cleaning, dynamic padding, head",
+            CARD | {"truncation": "head"},
+            inference=("head", "sliding"),
+        ),
+        Cell(
+            "tutorial",
+            "TUTORIAL RECIPE, for contrast: batch 16, lr 2e-5, pad to max length, head, "
+            "no cleaning, best epoch chosen ON THE TEST SET",
+            TUTORIAL | {"truncation": "head"},
+            clean=False,
+            pad_to_max=True,
+            select_on_test=True,
+        ),
+        Cell(
+            "card-head-raw",
+            "card batch settings, head, no cleaning",
+            CARD | {"truncation": "head"},
+            clean=False,
+        ),
+        Cell(
+            "lr-1e-4",
+            "card batch settings, cleaning, head+tail, learning rate 1e-4",
+            CARD | {"truncation": "head+tail", "learning_rate": 1e-4},
+        ),
+        Cell(
+            "epochs-3",
+            "card batch settings, cleaning, head+tail, 3 epochs (1.5x the training time)",
+            CARD | {"truncation": "head+tail", "epochs": 3.0},
+        ),
+        Cell(
+            "head-128",
+            "card settings, head, 128 tokens",
+            CARD | {"truncation": "head", "max_length": 128},
+        ),
+        Cell(
+            "head+tail-128",
+            "card settings, head+tail, 128 tokens",
+            CARD | {"truncation": "head+tail", "max_length": 128},
+        ),
+        Cell("default-500", "default recipe, 500 training reviews", {"subset": 500}, curve=True),
+        Cell(
+            "default-2000", "default recipe, 2,000 training reviews", {"subset": 2000}, curve=True
+        ),
+    )
+}
+DEFAULT_SUBSET = 1000
+
+logger = logging.getLogger("accuracy")
+
+
+def fixed_test_sample(data: dict[str, Any], n: int = TEST_REVIEWS) -> Any:
+    """`n` test reviews, stratified, drawn with TEST_SEED: the same in every cell."""
+    rng = np.random.default_rng(TEST_SEED)
+    labels = np.asarray(data["test"]["label"])
+    rows = train.balanced_sample(labels, n, rng, "--test-reviews")
+    return data["test"].select(rows)
+
+
+def cell_config(cell: Cell, args: argparse.Namespace, seed: int, work: Path) -> train.TrainConfig:
+    overrides = {"subset": args.subset} | cell.overrides
+    return train.TrainConfig(
+        **overrides,
+        model=args.model,
+        data=args.data,
+        seed=seed,
+        test_subset=2,  # replaced by the fixed sample
+        output_dir=str(work / "model"),
+        checkpoint_dir=str(work / "checkpoints"),
+    )
+
+
+def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> list[dict]:
+    """Train one cell and test it with each inference strategy; one CSV row per strategy."""
+    from transformers import DataCollatorWithPadding, set_seed
+
+    started = time.perf_counter()
+    if cell.select_on_test:  # the tutorial's habit: all reviews train, the test set validates
+        rng = np.random.default_rng(config.seed)
+        rows = train.balanced_sample(np.asarray(data["train"]["label"]), config.subset, rng, "")
+        splits = {"train": data["train"].select(rows), "validation": test, "test": test}
+    else:
+        splits = train.make_splits(data, config) | {"test": test}
+    tokenizer, trainer = train.prepare(config, splits, clean=cell.clean)
+    if cell.pad_to_max:
+        trainer.data_collator = DataCollatorWithPadding(
+            tokenizer, padding="max_length", max_length=config.max_length
+        )
+    set_seed(config.seed)
+    trained = trainer.train()
+    best = train.best_epoch(trainer.state.log_history)
+    base = {
+        "cell": cell.name,
+        "seed": config.seed,
+        "train_reviews": len(splits["train"]),
+        "max_length": config.max_length,
+        "truncation": config.truncation,
+        "best_epoch": best["epoch"],
+        "train_seconds": round(trained.metrics["train_runtime"], 1),
+        "train_reviews_per_second": round(trained.metrics["train_samples_per_second"], 2),
+    }
+    rows = []
+    for strategy in cell.inference or (config.truncation,):
+        logger.info("%s seed %d: testing with %s", cell.name, config.seed, strategy)
+        result = _test(cell, config, trainer, tokenizer, test, strategy)
+        rows.append(base | {"inference": strategy} | result)
+    wall = round(time.perf_counter() - started, 1)
+    finished = time.strftime("%Y-%m-%d %H:%M")
+    return [row | {"wall_seconds": wall, "finished": finished} for row in rows]
+
+
+def _test(cell: Cell, config: Any, trainer: Any, tokenizer: Any, test: Any, strategy: str) -> dict:
+    """Accuracy, F1, accuracy on reviews longer than the budget, and test reviews/s."""
+    budget = config.max_length
+    if cell.clean:
+        classifier = train.serving_classifier(
+            trainer, tokenizer, replace(config, inference_truncation=strategy)
+        )
+        metrics, rows = train.test_split(classifier, test, config.eval_batch_size)
+        tokens, positive, speed = rows["tokens"], rows["positive"], metrics["reviews_per_second"]
+    else:  # raw text, read as training read it: through the Trainer, no cleaning
+        cut = replace(config, truncation=strategy)
+        tokens_ds = train.tokenize({"test": test}, tokenizer, cut, clean=False)["test"]
+        started = time.perf_counter()
+        prediction = trainer.predict(tokens_ds)
+        speed = round(len(test) / (time.perf_counter() - started), 1)
+        positive = positive_probability(prediction.predictions)
+        metrics = binary_metrics(test["label"], positive)
+        tokens = encode(tokenizer, test["text"], strategy, config.head_fraction, False)["tokens"]
+    labels, positive = np.asarray(test["label"]), np.asarray(positive)
+    long = np.asarray(tokens) > budget
+    correct = (positive > 0.5).astype(int) == labels
+    return {
+        "accuracy": round(metrics["accuracy"], 4),
+        "f1": round(metrics["f1"], 4),
+        "long_reviews": int(long.sum()),
+        "long_accuracy": round(float(correct[long].mean()), 4),
+        "test_reviews_per_second": speed,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Results files
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append finished rows; the file is flushed to disk before the next cell starts."""
+    new = not path.is_file()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, no GPU, Python {platform.python_version()}"
+    )
+
+
+def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_reviews: int) -> None:
+    """`accuracy.md` (a table, seeds pooled as mean ± half-range) and `learning_curve.png`."""
+    groups: dict[tuple, list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row["cell"], row["inference"]), []).append(row)
+
+    def stat(items: list[dict[str, str]], key: str, scale: float = 1, digits: int = 1) -> str:
+        values = [float(item[key]) * scale for item in items]
+        text = f"{np.mean(values):.{digits}f}"
+        if len(values) > 1:
+            text += f" ± {(max(values) - min(values)) / 2:.{digits}f}"
+        return text
+
+    lines = [
+        f"Base model: `{Path(model).name}`. Test: the same {test_reviews:,} stratified IMDB test "
+        f"reviews for every cell (seed {TEST_SEED}). Machine: {machine()}. "
+        "With two seeds, a value reads mean ± half the spread.",
+        "",
+        "| cell | recipe | train reviews | tokens | trained on | read at test | seeds "
+        "| accuracy % | on long reviews % (n) | F1 % | train s | train reviews/s "
+        "| test reviews/s |",
+        "| --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    order = list(CELLS)
+    for (name, inference), items in sorted(
+        groups.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else 99, kv[0])
+    ):
+        first = items[0]
+        about = CELLS[name].about if name in CELLS else ""
+        lines.append(
+            f"| {name} | {about} | {first['train_reviews']} | {first['max_length']} "
+            f"| {first['truncation']} | {inference} "
+            f"| {', '.join(item['seed'] for item in items)} | {stat(items, 'accuracy', 100)} "
+            f"| {stat(items, 'long_accuracy', 100)} ({first['long_reviews']}) "
+            f"| {stat(items, 'f1', 100)} | {stat(items, 'train_seconds', digits=0)} "
+            f"| {stat(items, 'train_reviews_per_second', digits=2)} "
+            f"| {stat(items, 'test_reviews_per_second')} |"
+        )
+    (folder / "accuracy.md").write_text("\n".join(lines) + "\n")
+    plot_learning_curve(rows, folder / "learning_curve.png", test_reviews)
+
+
+def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: int) -> None:
+    """Test accuracy against training reviews for the default recipe (cells marked `curve`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points: dict[int, list[float]] = {}
+    for row in rows:
+        cell = CELLS.get(row["cell"])
+        if cell and cell.curve and row["inference"] == row["truncation"]:
+            points.setdefault(int(row["train_reviews"]), []).append(100 * float(row["accuracy"]))
+    if not points:
+        return
+    sizes = sorted(points)
+    means = [np.mean(points[n]) for n in sizes]
+    spread = [(max(points[n]) - min(points[n])) / 2 for n in sizes]
+    fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
+    ax.errorbar(sizes, means, yerr=spread, marker="o", capsize=4, label="default recipe")
+    for n, mean in zip(sizes, means, strict=True):
+        ax.annotate(f"{mean:.1f}%", (n, mean), textcoords="offset points", xytext=(0, 8))
+    ax.set(
+        xlabel="Training reviews (10% of them held out to pick the epoch)",
+        ylabel=f"Accuracy on {test_reviews:,} test reviews (%)",
+        title="Learning curve (error bars: half the spread over seeds)",
+        xscale="log",
+    )
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="base model folder")
+    parser.add_argument("--data", required=True, help="folder with train/test parquet files")
+    parser.add_argument(
+        "--cells", nargs="+", choices=list(CELLS), default=list(CELLS), help="cells, in order"
+    )
+    parser.add_argument(
+        "--subset", type=int, default=DEFAULT_SUBSET, help="training reviews where a cell sets none"
+    )
+    parser.add_argument(
+        "--test-reviews", type=int, default=TEST_REVIEWS, help="size of the fixed test sample"
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="one run per seed")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--report", action="store_true", help="rewrite the table and plot only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path = args.out / "accuracy.csv"
+    if args.report:
+        write_report(read_rows(csv_path), args.out, args.model, args.test_reviews)
+        return 0
+
+    data = train.load_data(args.data)
+    test = fixed_test_sample(data, args.test_reviews)
+    for name in args.cells:
+        for seed in args.seeds:
+            done = {(row["cell"], int(row["seed"])) for row in read_rows(csv_path)}
+            if (name, seed) in done:
+                logger.info("%s seed %d: already in %s, skipped", name, seed, csv_path)
+                continue
+            work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+            try:
+                config = cell_config(CELLS[name], args, seed, work)
+                logger.info("%s seed %d: %s", name, seed, dataclasses.asdict(config))
+                rows = run_cell(CELLS[name], config, data, test)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            append_rows(csv_path, rows)
+            write_report(read_rows(csv_path), args.out, args.model, args.test_reviews)
+            for row in rows:
+                logger.info("RESULT %s", row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
