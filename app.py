@@ -59,19 +59,23 @@ def classify(text: str, model_dir: Path) -> tuple[dict[str, float], str]:
     except infer.ModelNotFoundError as error:
         raise gr.Error(str(error), title="No model yet", print_exception=False) from error
     (prediction,) = classifier.classify([text])
-    return prediction.scores, coverage(prediction, classifier.truncation)
+    return prediction.scores, coverage(prediction, classifier)
 
 
-def coverage(prediction: infer.Prediction, truncation: str) -> str:
-    """How much of the review the model read, e.g. 'Read 256 of 612 tokens (...)'."""
-    if prediction.read >= prediction.tokens:
-        how = " in overlapping windows" if truncation == "sliding" and prediction.tokens > 0 else ""
-        return f"Read all {prediction.tokens} tokens of the review{how}."
-    part = "the opening and the ending" if truncation == "head+tail" else "the opening"
-    return (
-        f"Read {prediction.read} of {prediction.tokens} tokens: a long review, so the model "
-        f"read {part} and skipped the rest."
-    )
+def coverage(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
+    """How much of the review the model read, e.g. 'Read 256 of 612 tokens: ...'."""
+    if prediction.read < prediction.tokens:
+        part = "opening and the ending" if classifier.truncation == "head+tail" else "opening"
+        return (
+            f"Read {prediction.read} of {prediction.tokens} tokens: a long review, so the model "
+            f"read the {part} and skipped the rest."
+        )
+    if prediction.tokens > classifier.max_length:  # only sliding reads a long review whole
+        return (
+            f"Read all {prediction.tokens} tokens, in overlapping windows of "
+            f"{classifier.max_length} whose verdicts are averaged."
+        )
+    return f"Read all {prediction.tokens} tokens of the review."
 
 
 def model_notice(model_dir: Path) -> str:

@@ -126,16 +126,6 @@ def encode(
     return out
 
 
-def token_lengths(tokenizer: Any, texts: Sequence[str]) -> list[int]:
-    """Tokens in each cleaned text before truncation, special tokens included.
-
-    >>> token_lengths(tokenizer, ["A fine film."])  # doctest: +SKIP
-    [6]
-    """
-    cleaned = [clean_text(t) for t in texts]
-    return [len(ids) for ids in tokenizer(cleaned, truncation=False, verbose=False)["input_ids"]]
-
-
 def binary_metrics(labels: Sequence[int], positive: Sequence[float]) -> dict[str, Any]:
     """Metrics of label 1 from the probability of label 1 per review; the cut is at 0.5.
 

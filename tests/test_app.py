@@ -81,3 +81,20 @@ def test_examples_cover_the_hard_cases():
     assert len(app.EXAMPLES) >= 6
     assert any("<br />" in e and len(e) > 500 for e in app.EXAMPLES)
     assert min(len(e) for e in app.EXAMPLES) < 20
+
+
+@pytest.mark.parametrize(
+    ("tokens", "read", "truncation", "says"),
+    [
+        (6, 6, "head", "Read all 6 tokens of the review."),
+        (612, 256, "head", "Read 256 of 612 tokens: a long review, so the model read the opening "),
+        (612, 256, "head+tail", "read the opening and the ending and skipped the rest."),
+        (612, 612, "sliding", "Read all 612 tokens, in overlapping windows of 256 whose verdicts"),
+    ],
+)
+def test_coverage_line_says_what_was_read(tokens, read, truncation, says):
+    from types import SimpleNamespace
+
+    prediction = infer.Prediction({"NEGATIVE": 0.2, "POSITIVE": 0.8}, tokens, read)
+    classifier = SimpleNamespace(truncation=truncation, max_length=256)
+    assert says in app.coverage(prediction, classifier)

@@ -50,6 +50,58 @@ def test_long_review_is_cut_to_the_saved_max_length(classifier):
     assert scores == pytest.approx(head, abs=1e-6)
 
 
+# Positive words, then a negative verdict: the head alone and head+tail read different reviews.
+TWIST = "great wonderful superb " * 20 + "awful boring dull terrible waste hated " * 2
+
+
+def probabilities(classifier, ids_list):
+    """P(labels) from the model itself for explicit windows of token ids, averaged."""
+    import torch
+
+    batch = classifier.tokenizer.pad({"input_ids": ids_list}, return_tensors="pt")
+    with torch.inference_mode():
+        probs = classifier.model(**batch).logits.double().softmax(-1).mean(0).tolist()
+    return dict(zip(classifier.labels, probs, strict=True))
+
+
+def test_the_saved_truncation_is_the_one_applied(classifier, model_dir):
+    saved = json.loads((model_dir / "config.json").read_text())["truncation"]
+    assert saved == {"train": "head+tail", "inference": "head+tail", "head_fraction": 0.25}
+    assert (classifier.truncation, classifier.head_fraction) == ("head+tail", 0.25)
+    ids = encode(classifier.tokenizer, [TWIST], "head+tail", 0.25)["input_ids"]
+    (prediction,) = classifier.classify([TWIST])
+    assert prediction.scores == pytest.approx(probabilities(classifier, ids), abs=1e-9)
+    (head,) = infer.Classifier(classifier.model, classifier.tokenizer, classifier.labels).predict(
+        [TWIST]
+    )
+    # The tiny model barely knows the words, but the same input gives the same output exactly:
+    # a different output means the model read different tokens.
+    assert head != pytest.approx(prediction.scores, abs=1e-6)
+    assert (prediction.read, prediction.tokens) == (MAX_LENGTH, 2 + 60 + 12)
+
+
+def test_sliding_averages_windows_over_the_whole_review(classifier, model_dir):
+    sliding = infer.load(model_dir, truncation="sliding")
+    assert sliding.truncation == "sliding"
+    encoded = encode(sliding.tokenizer, [TWIST], "sliding")
+    assert len(encoded["input_ids"]) == 3  # 72 tokens of text in windows of 30, a quarter shared
+    (prediction,) = sliding.classify([TWIST])
+    assert prediction.scores == pytest.approx(probabilities(sliding, encoded["input_ids"]), 1e-6)
+    assert prediction.read == prediction.tokens == 74
+    short, long = sliding.classify(["great film", TWIST], batch_size=2)  # mixed in one batch
+    assert long.scores == pytest.approx(prediction.scores, abs=1e-6)
+    assert short.scores == pytest.approx(classifier.predict(["great film"])[0], abs=1e-6)
+
+
+def test_folders_from_before_the_setting_read_the_head(tmp_path, model_dir):
+    folder = tmp_path / "old"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["truncation"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert infer.load(folder).truncation == "head"
+
+
 BAD_TEXTS = [
     ([""], ValueError),
     (["ok", "  \n"], ValueError),
@@ -121,6 +173,17 @@ def test_cli_json_and_stdin(model_dir, capsys):
     results = json.loads(capsys.readouterr().out)
     assert [r["label"] for r in results] == ["POSITIVE", "NEGATIVE"]
     assert all(sum(r["scores"].values()) == pytest.approx(1.0) for r in results)
+
+
+def test_cli_says_how_much_of_a_long_review_it_read(model_dir, capsys):
+    assert infer.main(["--model-dir", str(model_dir), "great film", TWIST]) == 0
+    short, long = capsys.readouterr().out.splitlines()
+    assert "read" not in short
+    assert long.endswith(f"(read {MAX_LENGTH} of 74 tokens)")
+    args = ["--model-dir", str(model_dir), "--json", "--truncation", "sliding", TWIST]
+    assert infer.main(args) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["read"] == result["tokens"] == 74
 
 
 def test_cli_without_model_says_how_to_train(tmp_path, capsys):

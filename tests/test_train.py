@@ -214,6 +214,55 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--truncation", "sliding"], "--truncation takes head or head+tail"),
+        (["--inference-truncation", "middle"], "--inference-truncation takes head, head+tail"),
+        (["--head-fraction", "1.5"], "--head-fraction must lie between 0 and 1"),
+    ],
+)
+def test_bad_truncation_flags_name_the_choices(flags, message, tmp_path, base_model, capsys):
+    args = [*train_args(base_model, tmp_path / "nowhere", tmp_path / "model"), *flags]
+    assert main.main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_truncation_is_saved_for_infer(tmp_path, base_model):
+    config = train.TrainConfig(
+        model=str(base_model),
+        max_length=MAX_LENGTH,
+        truncation="head",
+        inference_truncation="sliding",
+        head_fraction=0.5,
+    )
+    tokenizer, model = train.load_base(config)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())["truncation"]
+    assert saved == {"train": "head", "inference": "sliding", "head_fraction": 0.5}
+    classifier = infer.load(tmp_path)
+    assert (classifier.truncation, classifier.head_fraction, classifier.max_length) == (
+        "sliding",
+        0.5,
+        MAX_LENGTH,
+    )
+
+
+@pytest.mark.parametrize(("truncation", "ends_with_tail"), [("head", False), ("head+tail", True)])
+def test_training_reads_what_the_truncation_says(truncation, ends_with_tail, base_model):
+    from datasets import Dataset
+
+    config = train.TrainConfig(model=str(base_model), max_length=MAX_LENGTH, truncation=truncation)
+    tokenizer, _ = train.load_base(config)
+    review = "great " * 40 + "awful dull"
+    split = Dataset.from_list([{"text": review, "label": 0}])
+    (ids,) = train.tokenize({"train": split}, tokenizer, config)["train"]["input_ids"]
+    tail = tokenizer.convert_tokens_to_ids(["awful", "dull", "[SEP]"])
+    assert len(ids) == MAX_LENGTH
+    assert (ids[-3:] == tail) is ends_with_tail
+
+
 # ---------------------------------------------------------------------------------------------
 # Publishing is atomic: the old model survives any failure before the swap.
 

@@ -1,11 +1,23 @@
-"""Text cleaning and metric math shared by training and inference."""
+"""Text cleaning, truncation and metric math shared by training and inference."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from conftest import MAX_LENGTH
 
-from utils import MAX_CHARS, binary_metrics, clean_text, positive_probability, token_lengths
+from utils import (
+    MAX_CHARS,
+    STRATEGIES,
+    binary_metrics,
+    check_strategy,
+    clean_text,
+    encode,
+    positive_probability,
+    windows,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,9 +58,82 @@ def test_positive_probability_is_a_softmax():
     assert positive_probability(logits) == pytest.approx([0.5, 1 / (1 + np.exp(-2)), 0.0])
 
 
-def test_token_lengths_count_the_whole_cleaned_review(model_dir):
+@pytest.fixture(scope="module")
+def tokenizer(model_dir):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return AutoTokenizer.from_pretrained(model_dir)  # the tiny vocab, cut at MAX_LENGTH tokens
+
+
+IDS = list(range(100))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_short_sequence_is_read_whole(strategy):
+    assert windows(IDS[:10], 10, strategy) == [IDS[:10]]
+
+
+def test_head_keeps_the_start():
+    assert windows(IDS, 10, "head") == [IDS[:10]]
+
+
+@pytest.mark.parametrize(("fraction", "head"), [(0.25, 2), (0.5, 5), (0.0, 0), (1.0, 10)])
+def test_head_tail_keeps_both_ends(fraction, head):
+    (piece,) = windows(IDS, 10, "head+tail", fraction)
+    assert piece == IDS[:head] + IDS[100 - (10 - head) :]
+    assert len(piece) == 10 and (head == 10 or piece[-1] == 99)
+
+
+@pytest.mark.parametrize(("length", "budget"), [(100, 10), (11, 10), (57, 8), (1000, 254)])
+def test_sliding_windows_cover_every_token_in_order(length, budget):
+    pieces = windows(list(range(length)), budget, "sliding")
+    assert all(len(piece) == budget for piece in pieces)
+    assert pieces[0][0] == 0 and pieces[-1][-1] == length - 1
+    covered = sorted({i for piece in pieces for i in piece})
+    assert covered == list(range(length))
+    for before, after in itertools.pairwise(pieces):
+        assert after[0] <= before[-1]  # neighbours overlap: no sentence falls between them
+
+
+def test_unknown_strategy_names_the_choices():
+    with pytest.raises(ValueError, match="head, head\\+tail, sliding"):
+        check_strategy("middle")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        windows(IDS, 10, "head+tail", 1.5)
+
+
+def test_encode_counts_tokens_of_the_whole_cleaned_review(tokenizer):
     long_review = "great film " * 100  # 200 words, far past the 32-token cut
-    assert token_lengths(tokenizer, ["great film", long_review, "great<br />film"]) == [4, 202, 4]
+    encoded = encode(tokenizer, ["great film", long_review, "great<br />film"])
+    assert encoded["tokens"] == [4, 202, 4]  # [CLS] and [SEP] included
+    assert encoded["read"] == [4, MAX_LENGTH, 4]
+    assert [len(ids) for ids in encoded["input_ids"]] == [4, MAX_LENGTH, 4]
+
+
+def test_encode_head_tail_keeps_the_verdict_at_the_end(tokenizer):
+    review = "great " * 40 + "awful dull"
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    great, awful, dull = tokenizer.convert_tokens_to_ids(["great", "awful", "dull"])
+    head = encode(tokenizer, [review], "head")["input_ids"][0]
+    both = encode(tokenizer, [review], "head+tail", 0.25)["input_ids"][0]
+    assert head == [cls] + [great] * (MAX_LENGTH - 2) + [sep]
+    # 30 tokens of budget: round(7.5) = 8 from the start, 22 from the end.
+    assert both == [cls] + [great] * 8 + [great] * 20 + [awful, dull] + [sep]
+
+
+def test_encode_sliding_wraps_every_window(tokenizer):
+    review = " ".join(["great", "awful", "film", "plot"] * 25)  # 100 words
+    encoded = encode(tokenizer, ["dull", review], "sliding")
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert encoded["review"][0] == 0 and set(encoded["review"][1:]) == {1}
+    for ids in encoded["input_ids"][1:]:
+        assert ids[0] == cls and ids[-1] == sep and len(ids) == MAX_LENGTH
+    body = tokenizer(review, add_special_tokens=False)["input_ids"]
+    pieces = [ids[1:-1] for ids in encoded["input_ids"][1:]]
+    assert pieces == windows(body, MAX_LENGTH - 2, "sliding")
+    assert encoded["tokens"] == encoded["read"] == [3, 102]
+
+
+def test_encode_without_cleaning_keeps_markup(tokenizer):
+    raw = encode(tokenizer, ["great<br />film"], clean=False)["tokens"]
+    assert raw == [8]  # great < br / > film, with [CLS] and [SEP]
