@@ -39,12 +39,14 @@ from utils import binary_metrics, encode, positive_probability  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 TEST_REVIEWS = 2000  # the fixed test sample, half of each label
 TEST_SEED = 2026  # draws that sample; never changes, so every cell meets the same reviews
+TUNING_REVIEWS = 1000  # held-out training reviews on which settings are chosen, never the test
 COLUMNS = (
     "cell",
     "seed",
     "train_reviews",
     "max_length",
     "truncation",
+    "head_fraction",
     "inference",
     "accuracy",
     "f1",
@@ -54,6 +56,7 @@ COLUMNS = (
     "train_seconds",
     "train_reviews_per_second",
     "test_reviews_per_second",
+    "tuning_accuracy",
     "wall_seconds",
     "finished",
 )
@@ -71,6 +74,7 @@ class Cell:
     pad_to_max: bool = False  # pad every batch to max_length instead of its longest review
     select_on_test: bool = False  # pick the best epoch on the test reviews (a tutorial's habit)
     curve: bool = False  # a point of the learning curve: the default recipe
+    tune: bool = False  # also test on held-out training reviews, to choose without the test set
 
 
 CARD = {"batch_size": 2, "grad_accum": 2, "learning_rate": 5e-5, "epochs": 2.0}
@@ -115,15 +119,15 @@ CELLS = {
             "card batch settings, cleaning, head+tail, 3 epochs (1.5x the training time)",
             CARD | {"truncation": "head+tail", "epochs": 3.0},
         ),
-        Cell(
-            "head-128",
-            "card settings, head, 128 tokens",
-            CARD | {"truncation": "head", "max_length": 128},
-        ),
-        Cell(
-            "head+tail-128",
-            "card settings, head+tail, 128 tokens",
-            CARD | {"truncation": "head+tail", "max_length": 128},
+        *(
+            Cell(
+                f"split-{fraction:g}-128",
+                f"card settings, 128 tokens: {fraction:.0%} from the head, the rest from the tail"
+                + {0.0: " (tail only)", 1.0: " (= head)"}.get(fraction, ""),
+                CARD | {"truncation": "head+tail", "max_length": 128, "head_fraction": fraction},
+                tune=True,
+            )
+            for fraction in (0.0, 0.25, 0.5, 1.0)
         ),
         Cell("default-500", "default recipe, 500 training reviews", {"subset": 500}, curve=True),
         Cell(
@@ -182,10 +186,16 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
         "train_reviews": len(splits["train"]),
         "max_length": config.max_length,
         "truncation": config.truncation,
+        "head_fraction": config.head_fraction if config.truncation == "head+tail" else "",
         "best_epoch": best["epoch"],
         "train_seconds": round(trained.metrics["train_runtime"], 1),
         "train_reviews_per_second": round(trained.metrics["train_samples_per_second"], 2),
     }
+    if cell.tune:
+        held_out = tuning_sample(data, splits, config.seed)
+        classifier = train.serving_classifier(trainer, tokenizer, config)
+        tuning, _ = train.test_split(classifier, held_out, config.eval_batch_size)
+        base["tuning_accuracy"] = round(tuning["accuracy"], 4)
     rows = []
     for strategy in cell.inference or (config.truncation,):
         logger.info("%s seed %d: testing with %s", cell.name, config.seed, strategy)
@@ -194,6 +204,17 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
     wall = round(time.perf_counter() - started, 1)
     finished = time.strftime("%Y-%m-%d %H:%M")
     return [row | {"wall_seconds": wall, "finished": finished} for row in rows]
+
+
+def tuning_sample(data: dict, splits: dict, seed: int) -> Any:
+    """TUNING_REVIEWS training-split reviews, stratified, that the cell neither trained nor
+    validated on: settings are compared here, so the test reviews choose nothing."""
+    used = set(splits["train"]["text"]) | set(splits["validation"]["text"])
+    free = [i for i, text in enumerate(data["train"]["text"]) if text not in used]
+    labels = np.asarray(data["train"]["label"])[free]
+    rng = np.random.default_rng(seed + TEST_SEED)
+    rows = train.balanced_sample(labels, TUNING_REVIEWS, rng, "tuning sample")
+    return data["train"].select([free[i] for i in rows])
 
 
 def _test(cell: Cell, config: Any, trainer: Any, tokenizer: Any, test: Any, strategy: str) -> dict:
@@ -239,8 +260,11 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def append_rows(path: Path, rows: list[dict]) -> None:
     """Append finished rows; the file is flushed to disk before the next cell starts."""
-    new = not path.is_file()
-    with path.open("a", newline="") as handle:
+    old = read_rows(path)
+    new = not old or list(old[0]) != list(COLUMNS)
+    if new and old:  # written before a column was added: rewrite it with the new header
+        rows = [{key: row.get(key) or "" for key in COLUMNS} for row in old] + rows
+    with path.open("w" if new else "a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         if new:
             writer.writeheader()
@@ -266,7 +290,9 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
         groups.setdefault((row["cell"], row["inference"]), []).append(row)
 
     def stat(items: list[dict[str, str]], key: str, scale: float = 1, digits: int = 1) -> str:
-        values = [float(item[key]) * scale for item in items]
+        values = [float(item[key]) * scale for item in items if item.get(key)]
+        if not values:
+            return "n/a"
         text = f"{np.mean(values):.{digits}f}"
         if len(values) > 1:
             text += f" ± {(max(values) - min(values)) / 2:.{digits}f}"
@@ -279,8 +305,9 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
         "",
         "| cell | recipe | train reviews | tokens | trained on | read at test | seeds "
         "| accuracy % | on long reviews % (n) | F1 % | train s | train reviews/s "
-        "| test reviews/s |",
-        "| --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| test reviews/s | held-out training reviews % |",
+        "| --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     order = list(CELLS)
     for (name, inference), items in sorted(
@@ -288,14 +315,17 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
     ):
         first = items[0]
         about = CELLS[name].about if name in CELLS else ""
+        trained_on = first["truncation"]
+        if trained_on == "head+tail" and first.get("head_fraction"):
+            trained_on += f" ({float(first['head_fraction']):.0%} head)"
         lines.append(
             f"| {name} | {about} | {first['train_reviews']} | {first['max_length']} "
-            f"| {first['truncation']} | {inference} "
+            f"| {trained_on} | {inference} "
             f"| {', '.join(item['seed'] for item in items)} | {stat(items, 'accuracy', 100)} "
             f"| {stat(items, 'long_accuracy', 100)} ({first['long_reviews']}) "
             f"| {stat(items, 'f1', 100)} | {stat(items, 'train_seconds', digits=0)} "
             f"| {stat(items, 'train_reviews_per_second', digits=2)} "
-            f"| {stat(items, 'test_reviews_per_second')} |"
+            f"| {stat(items, 'test_reviews_per_second')} | {stat(items, 'tuning_accuracy', 100)} |"
         )
     (folder / "accuracy.md").write_text("\n".join(lines) + "\n")
     plot_learning_curve(rows, folder / "learning_curve.png", test_reviews)
