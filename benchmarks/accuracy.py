@@ -84,9 +84,11 @@ CELLS = {
     for cell in (
         Cell(
             "card-head+tail",
-            "card batch settings, cleaning, dynamic padding, head+tail (1/4 head)",
+            "THE DEFAULT RECIPE: card batch settings, cleaning, dynamic padding, head+tail "
+            "(1/4 head)",
             CARD | {"truncation": "head+tail"},
             inference=("head+tail", "sliding"),
+            curve=True,
         ),
         Cell(
             "card-head",
@@ -113,6 +115,15 @@ CELLS = {
             "lr-1e-4",
             "card batch settings, cleaning, head+tail, learning rate 1e-4",
             CARD | {"truncation": "head+tail", "learning_rate": 1e-4},
+        ),
+        *(
+            Cell(
+                f"head+tail-{tokens}",
+                f"card settings, cleaning, head+tail, {tokens} tokens",
+                CARD | {"truncation": "head+tail", "max_length": tokens},
+                inference=("head+tail", "sliding"),
+            )
+            for tokens in (384, 512)
         ),
         Cell(
             "epochs-3",
