@@ -77,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Cleaning removes {saved.sum():,} tokens in all ({saved.mean():.1f} per review, "
         f"{saved.sum() / raw.sum():.1%} of all tokens; up to {saved.max()} in one review). "
         f"IMDB's paragraph break `<br /><br />` costs {br} tokens of the budget. Collapsing "
-        f"whitespace alone changes {int((spaces != raw).sum())} reviews' token counts: the "
-        "tokenizer already splits on any whitespace, so that step is for display only.\n"
+        f"whitespace alone changes the token count of {int((spaces != raw).sum())} of {n:,} "
+        "reviews.\n"
     )
     print(
         f"Lowercasing before the tokenizer changes the token ids of {2000 - same_ids} of the "
