@@ -6,7 +6,8 @@
     >>> load("model").classify(["A moving, beautifully acted film."])[0].read
     9
 
-CLI: `python infer.py [--model-dir DIR] [--json] TEXT...`, or one review per line on stdin.
+CLI: `python infer.py [--model-dir DIR] [--truncation STRATEGY] [--json] TEXT...`, or one review
+per line on stdin.
 """
 
 from __future__ import annotations
