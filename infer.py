@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from utils import STRATEGIES, check_strategy, encode
+from utils import HEAD_FRACTION, STRATEGIES, check_strategy, encode
 
 DEFAULT_MODEL_DIR = "model"
 TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
@@ -84,7 +84,7 @@ class Classifier:
     tokenizer: Any
     labels: tuple[str, ...]
     truncation: str = "head"
-    head_fraction: float = 0.25
+    head_fraction: float = HEAD_FRACTION
 
     def __post_init__(self) -> None:
         check_strategy(self.truncation, self.head_fraction)
@@ -178,7 +178,7 @@ def load(model_dir: str | Path = DEFAULT_MODEL_DIR, truncation: str | None = Non
         tokenizer=tokenizer,
         labels=labels,
         truncation=truncation or saved.get("inference", "head"),
-        head_fraction=saved.get("head_fraction", 0.25),
+        head_fraction=saved.get("head_fraction", HEAD_FRACTION),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from utils import looks_like_path
+from utils import HEAD_FRACTION, looks_like_path
 
 PLOTS = {
     "confusion_matrix": "confusion_matrix.png",
@@ -316,7 +316,7 @@ def reading(config: dict[str, Any], cut: int, share: float) -> str:
             "predictions it averages, at the cost of one pass per window."
         )
     if strategy == "head+tail":
-        head = round(cut * config.get("head_fraction", 0.25))
+        head = round(cut * config.get("head_fraction", HEAD_FRACTION))
         return (
             f"{longer}; `infer.py` reads their first {head} and last {cut - head} tokens "
             "and skips the middle."

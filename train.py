@@ -33,6 +33,7 @@ import numpy as np
 
 from report import CARD_FILE, ERRORS_FILE, PLOTS, truncated_share, write_reports
 from utils import (
+    HEAD_FRACTION,
     STRATEGIES,
     TRAINING_STRATEGIES,
     binary_metrics,
@@ -103,7 +104,7 @@ class TrainConfig:
         },
     )
     head_fraction: float = field(
-        default=0.25,
+        default=HEAD_FRACTION,
         metadata={"help": "with head+tail: share of --max-length taken from the review's start"},
     )
     inference_truncation: str | None = field(
@@ -125,6 +126,11 @@ class TrainConfig:
         default="none",
         metadata={"help": "'tensorboard' also logs to runs/ (view: tensorboard --logdir runs)"},
     )
+
+    @property
+    def reading(self) -> str:
+        """How the published model reads long reviews: --inference-truncation, else --truncation."""
+        return self.inference_truncation or self.truncation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +384,7 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
     tokenizer.model_max_length = config.max_length
     model.config.truncation = {
         "train": config.truncation,
-        "inference": config.inference_truncation or config.truncation,
+        "inference": config.reading,
         "head_fraction": config.head_fraction,
     }
     return tokenizer, model
@@ -513,7 +519,7 @@ def serving_classifier(trainer: Any, tokenizer: Any, config: TrainConfig) -> Any
         trainer.model,
         tokenizer,
         LABELS,
-        truncation=config.inference_truncation or config.truncation,
+        truncation=config.reading,
         head_fraction=config.head_fraction,
     )
 
