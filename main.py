@@ -31,12 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         kind = hints[spec.name]
         if typing.get_origin(kind) is not None:  # `int | None`: the flag takes an int
             kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-        parser.add_argument(
-            "--" + spec.name.replace("_", "-"),
-            type=kind,
-            default=spec.default,
-            help=spec.metadata["help"],
-        )
+        flag = "--" + spec.name.replace("_", "-")
+        # A bool field gets a pair of switches: --group-by-length / --no-group-by-length.
+        typed = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
+        parser.add_argument(flag, **typed, default=spec.default, help=spec.metadata["help"])
     return parser
 
 

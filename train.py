@@ -119,6 +119,12 @@ class TrainConfig:
     grad_accum: int = field(
         default=2, metadata={"help": "steps summed per optimizer update (effective batch 4)"}
     )
+    group_by_length: bool = field(
+        default=True,
+        metadata={
+            "help": "batch reviews of similar length together: less padding, faster training"
+        },
+    )
     eval_batch_size: int = field(
         default=32, metadata={"help": "reviews per step when evaluating (memory only)"}
     )
@@ -428,6 +434,9 @@ def training_arguments(config: TrainConfig, checkpoints: Path) -> Any:
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
         gradient_accumulation_steps=config.grad_accum,
+        # Random pairs of IMDB reviews pad 15% of their tokens at 256 and 28% at 512; batches
+        # sorted within shuffled blocks of 200 reviews pad almost none, so train that much faster.
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         num_train_epochs=config.epochs,
         learning_rate=config.learning_rate,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps
@@ -770,8 +779,8 @@ def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None =
         )
     saved = json.loads((model_dir / "metrics.json").read_text())
     overrides = {"data": data, "test_subset": test_subset}
-    # Models saved before the truncation setting existed were trained on the head alone.
-    before = {"truncation": "head"}
+    # Models saved before these settings existed trained on the head alone, in random batches.
+    before = {"truncation": "head", "group_by_length": False}
     config = TrainConfig(
         **before | saved["config"] | {k: v for k, v in overrides.items() if v is not None}
     )

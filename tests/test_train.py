@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -108,6 +109,25 @@ def test_same_seed_gives_the_same_model(tmp_path, base_model, data_dir):
         weights.append(load_file(tmp_path / name / "model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])
+
+
+def padded_share(config: train.TrainConfig, data_dir: Path) -> float:
+    """Share of the token slots in one epoch of training batches that are padding."""
+    splits = train.make_splits(train.load_data(str(data_dir)), config)
+    _, trainer = train.prepare(config, splits)
+    masks = [batch["attention_mask"] for batch in trainer.get_train_dataloader()]
+    return 1 - sum(int(mask.sum()) for mask in masks) / sum(mask.numel() for mask in masks)
+
+
+def test_grouped_batches_carry_less_padding(tmp_path, base_model, data_dir):
+    args = train_args(base_model, data_dir, tmp_path / "model")
+    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
+    assert config.group_by_length  # the default
+    random = replace(config, group_by_length=False)
+    assert main.build_parser().parse_args([*args, "--no-group-by-length"]).group_by_length is False
+    grouped_share, random_share = padded_share(config, data_dir), padded_share(random, data_dir)
+    assert random_share > 0.05  # reviews of 10 to 40 words padded to their random partner
+    assert grouped_share < random_share / 3
 
 
 # ---------------------------------------------------------------------------------------------
