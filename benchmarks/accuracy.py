@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's modules
 
 import train  # noqa: E402
+from infer import Classifier  # noqa: E402
 from utils import binary_metrics, encode, positive_probability  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -57,6 +58,7 @@ COLUMNS = (
     "train_reviews_per_second",
     "test_reviews_per_second",
     "tuning_accuracy",
+    "last_epoch_accuracy",
     "wall_seconds",
     "finished",
 )
@@ -236,6 +238,9 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
         classifier = train.serving_classifier(trainer, tokenizer, config)
         tuning, _ = train.test_split(classifier, held_out, config.eval_batch_size)
         base["tuning_accuracy"] = round(tuning["accuracy"], 4)
+    if cell.clean and not cell.select_on_test:
+        last = last_epoch_accuracy(trainer, tokenizer, config, test)
+        base["last_epoch_accuracy"] = round(last, 4)
     rows = []
     for strategy in cell.inference or (config.truncation,):
         logger.info("%s seed %d: testing with %s", cell.name, config.seed, strategy)
@@ -244,6 +249,26 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
     wall = round(time.perf_counter() - started, 1)
     finished = time.strftime("%Y-%m-%d %H:%M")
     return [row | {"wall_seconds": wall, "finished": finished} for row in rows]
+
+
+def last_epoch_accuracy(
+    trainer: Any, tokenizer: Any, config: train.TrainConfig, test: Any
+) -> float:
+    """Test accuracy of the last epoch's weights, read as training read: how much choosing the
+    epoch on the small validation split gained or lost. Diagnosis only; it chooses nothing."""
+    from transformers import AutoModelForSequenceClassification
+
+    state = trainer.state
+    last = Path(trainer.args.output_dir) / f"checkpoint-{state.global_step}"
+    if state.best_model_checkpoint and Path(state.best_model_checkpoint) == last:
+        model = trainer.model  # the best epoch is the last
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(last)
+    classifier = Classifier(
+        model.eval(), tokenizer, train.LABELS, config.truncation, config.head_fraction
+    )
+    metrics, _ = train.test_split(classifier, test, config.eval_batch_size)
+    return metrics["accuracy"]
 
 
 def tuning_sample(data: dict, splits: dict, seed: int) -> Any:
@@ -345,15 +370,16 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
         "",
         "| cell | recipe | train reviews | tokens | trained on | read at test | seeds "
         "| accuracy % | on long reviews % (n) | F1 % | train s | train reviews/s "
-        "| test reviews/s | held-out training reviews % |",
+        "| test reviews/s | held-out training reviews % | best epoch | last epoch's accuracy % |",
         "| --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: |",
+        "| ---: | --- | ---: |",
     ]
     order = list(CELLS)
     for (name, inference), items in sorted(
         groups.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else 99, kv[0])
     ):
         first = items[0]
+        epochs = ", ".join(f"{float(item['best_epoch']):g}" for item in items)
         about = CELLS[name].about if name in CELLS else ""
         trained_on = first["truncation"]
         if trained_on == "head+tail" and first.get("head_fraction"):
@@ -365,7 +391,9 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
             f"| {stat(items, 'long_accuracy', 100)} ({first['long_reviews']}) "
             f"| {stat(items, 'f1', 100)} | {stat(items, 'train_seconds', digits=0)} "
             f"| {stat(items, 'train_reviews_per_second', digits=2)} "
-            f"| {stat(items, 'test_reviews_per_second')} | {stat(items, 'tuning_accuracy', 100)} |"
+            f"| {stat(items, 'test_reviews_per_second')} | {stat(items, 'tuning_accuracy', 100)} "
+            f"| {epochs} "
+            f"| {stat(items, 'last_epoch_accuracy', 100)} |"
         )
     (folder / "accuracy.md").write_text("\n".join(lines) + "\n")
     plot_learning_curve(rows, folder / "learning_curve.png", test_reviews)
