@@ -219,6 +219,7 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
         trainer.data_collator = DataCollatorWithPadding(
             tokenizer, padding="max_length", max_length=config.max_length
         )
+    last_weights = keep_last_epoch(trainer)
     set_seed(config.seed)
     trained = trainer.train()
     best = train.best_epoch(trainer.state.log_history)
@@ -239,7 +240,7 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
         tuning, _ = train.test_split(classifier, held_out, config.eval_batch_size)
         base["tuning_accuracy"] = round(tuning["accuracy"], 4)
     if cell.clean and not cell.select_on_test:
-        last = last_epoch_accuracy(trainer, tokenizer, config, test)
+        last = last_epoch_accuracy(trainer, tokenizer, config, test, last_weights)
         base["last_epoch_accuracy"] = round(last, 4)
     rows = []
     for strategy in cell.inference or (config.truncation,):
@@ -251,19 +252,30 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
     return [row | {"wall_seconds": wall, "finished": finished} for row in rows]
 
 
+def keep_last_epoch(trainer: Any) -> dict[str, Any]:
+    """Copy the weights as each epoch ends, into the dict returned: after training it holds the
+    last epoch's weights, which the Trainer deletes when an earlier epoch scored better."""
+    from transformers import TrainerCallback
+
+    kept: dict[str, Any] = {}
+
+    class Keep(TrainerCallback):
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            kept.update({k: v.detach().clone() for k, v in kwargs["model"].state_dict().items()})
+
+    trainer.add_callback(Keep())
+    return kept
+
+
 def last_epoch_accuracy(
-    trainer: Any, tokenizer: Any, config: train.TrainConfig, test: Any
+    trainer: Any, tokenizer: Any, config: train.TrainConfig, test: Any, weights: dict
 ) -> float:
     """Test accuracy of the last epoch's weights, read as training read: how much choosing the
     epoch on the small validation split gained or lost. Diagnosis only; it chooses nothing."""
-    from transformers import AutoModelForSequenceClassification
+    import copy
 
-    state = trainer.state
-    last = Path(trainer.args.output_dir) / f"checkpoint-{state.global_step}"
-    if state.best_model_checkpoint and Path(state.best_model_checkpoint) == last:
-        model = trainer.model  # the best epoch is the last
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(last)
+    model = copy.deepcopy(trainer.model)
+    model.load_state_dict(weights)
     classifier = Classifier(
         model.eval(), tokenizer, train.LABELS, config.truncation, config.head_fraction
     )
