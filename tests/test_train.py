@@ -121,10 +121,10 @@ def padded_share(config: train.TrainConfig, data_dir: Path) -> float:
 
 def test_grouped_batches_carry_less_padding(tmp_path, base_model, data_dir):
     args = train_args(base_model, data_dir, tmp_path / "model")
-    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
-    assert config.group_by_length  # the default
-    random = replace(config, group_by_length=False)
-    assert main.build_parser().parse_args([*args, "--no-group-by-length"]).group_by_length is False
+    random = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
+    assert not random.group_by_length  # the default
+    config = train.TrainConfig(**vars(main.build_parser().parse_args([*args, "--group-by-length"])))
+    assert config == replace(random, group_by_length=True)
     grouped_share, random_share = padded_share(config, data_dir), padded_share(random, data_dir)
     assert random_share > 0.05  # reviews of 10 to 40 words padded to their random partner
     assert grouped_share < random_share / 3
