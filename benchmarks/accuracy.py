@@ -75,7 +75,7 @@ class Cell:
     clean: bool = True  # clean_text before tokenizing
     pad_to_max: bool = False  # pad every batch to max_length instead of its longest review
     select_on_test: bool = False  # pick the best epoch on the test reviews (a tutorial's habit)
-    curve: str = ""  # the learning-curve line this cell is a point of
+    curve: bool = False  # a point of the learning curve: the default recipe
     tune: bool = False  # also test on held-out training reviews, to choose without the test set
 
 
@@ -94,7 +94,6 @@ TUTORIAL = {
     "warmup_ratio": 0.0,
     "group_by_length": False,
 }
-FIRST_DEFAULT = "256 tokens, random batches (the first default)"
 GROUPED = CARD | {"truncation": "head+tail", "group_by_length": True}
 CELLS = {
     cell.name: cell
@@ -105,7 +104,7 @@ CELLS = {
             "(1/4 head)",
             CARD | {"truncation": "head+tail"},
             inference=("head+tail", "sliding"),
-            curve=FIRST_DEFAULT,
+            curve=True,
         ),
         Cell(
             "card-head",
@@ -166,9 +165,9 @@ CELLS = {
         *(
             Cell(
                 f"default-{n}",
-                f"card-head+tail on {n:,} training reviews",
+                f"default recipe, {n:,} training reviews",
                 CARD | {"truncation": "head+tail", "subset": n},
-                curve=FIRST_DEFAULT,
+                curve=True,
             )
             for n in (500, 2000)
         ),
@@ -418,30 +417,26 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
 
 
 def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: int) -> None:
-    """Test accuracy against training reviews, one line per recipe (cells naming a `curve`)."""
+    """Test accuracy against training reviews for the default recipe (cells marked `curve`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines: dict[str, dict[int, list[float]]] = {}  # curve name -> reviews -> accuracies
+    points: dict[int, list[float]] = {}
     for row in rows:
         cell = CELLS.get(row["cell"])
         if cell and cell.curve and row["inference"] == row["truncation"]:
-            points = lines.setdefault(cell.curve, {})
             points.setdefault(int(row["train_reviews"]), []).append(100 * float(row["accuracy"]))
-    if not lines:
+    if not points:
         return
+    sizes = sorted(points)
+    means = [np.mean(points[n]) for n in sizes]
+    spread = [(max(points[n]) - min(points[n])) / 2 for n in sizes]
     fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
-    sizes = sorted({n for points in lines.values() for n in points})
-    for name, points in lines.items():
-        xs = sorted(points)
-        means = [np.mean(points[n]) for n in xs]
-        spread = [(max(points[n]) - min(points[n])) / 2 for n in xs]
-        ax.errorbar(xs, means, yerr=spread, marker="o", capsize=4, label=name)
-        for n, mean in zip(xs, means, strict=True):
-            ax.annotate(f"{mean:.1f}%", (n, mean), textcoords="offset points", xytext=(0, 8))
-    ax.legend(loc="lower right")
+    ax.errorbar(sizes, means, yerr=spread, marker="o", capsize=4, label="default recipe")
+    for n, mean in zip(sizes, means, strict=True):
+        ax.annotate(f"{mean:.1f}%", (n, mean), textcoords="offset points", xytext=(0, 8))
     ax.set(
         xlabel="Reviews trained on (--subset 500, 1,000, 2,000 less the 10% held out)",
         ylabel=f"Accuracy on {test_reviews:,} test reviews (%)",
