@@ -521,13 +521,13 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"epoch": best["epoch"]} | metrics | {"confusion_matrix": matrix}
 
 
-def serving_classifier(trainer: Any, tokenizer: Any, config: TrainConfig) -> Any:
-    """The Trainer's model as `infer` will serve it: eval mode, reading as the config says."""
+def serving_classifier(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
+    """`model` as `infer` will serve it: eval mode, reading as the config says."""
     from infer import Classifier
 
-    trainer.model.eval()  # training leaves dropout on
+    model.eval()  # training leaves dropout on
     return Classifier(
-        trainer.model,
+        model,
         tokenizer,
         LABELS,
         truncation=config.reading,
@@ -724,13 +724,13 @@ def run(config: TrainConfig) -> dict[str, Any]:
     tokenizer, trainer = prepare(config, splits)
     logger.info("Baseline: the base model with its untrained head, on the test reviews")
     baseline, _ = test_split(
-        serving_classifier(trainer, tokenizer, config), splits["test"], config.eval_batch_size
+        serving_classifier(trainer.model, tokenizer, config), splits["test"], config.eval_batch_size
     )
     set_seed(config.seed)  # each DataLoader draws from the global RNG: training starts afresh
     trained = trainer.train()
     logger.info("Testing the best epoch on %s test reviews", f"{sizes['test']:,}")
     test, rows = test_split(
-        serving_classifier(trainer, tokenizer, config), splits["test"], config.eval_batch_size
+        serving_classifier(trainer.model, tokenizer, config), splits["test"], config.eval_batch_size
     )
     report = {
         "name": f"{Path(config.model).name}-imdb-sentiment",

@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's modules
 
 import train  # noqa: E402
-from infer import Classifier  # noqa: E402
 from utils import binary_metrics, encode, positive_probability  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -224,7 +223,7 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
         trainer.data_collator = DataCollatorWithPadding(
             tokenizer, padding="max_length", max_length=config.max_length
         )
-    last_weights = keep_last_epoch(trainer)
+    kept = keep_last_epoch(trainer)
     set_seed(config.seed)
     trained = trainer.train()
     best = train.best_epoch(trainer.state.log_history)
@@ -241,17 +240,21 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
     }
     if cell.tune:
         held_out = tuning_sample(data, splits, config.seed)
-        classifier = train.serving_classifier(trainer, tokenizer, config)
+        classifier = train.serving_classifier(trainer.model, tokenizer, config)
         tuning, _ = train.test_split(classifier, held_out, config.eval_batch_size)
         base["tuning_accuracy"] = round(tuning["accuracy"], 4)
-    if cell.clean and not cell.select_on_test:
-        last = last_epoch_accuracy(trainer, tokenizer, config, test, last_weights)
-        base["last_epoch_accuracy"] = round(last, 4)
     rows = []
     for strategy in cell.inference or (config.truncation,):
         logger.info("%s seed %d: testing with %s", cell.name, config.seed, strategy)
         result = _test(cell, config, trainer, tokenizer, test, strategy)
         rows.append(base | {"inference": strategy} | result)
+    if cell.clean and not cell.select_on_test:
+        # The chosen weights are the last epoch's unless an earlier epoch won: test them then.
+        if best["epoch"] == trainer.state.epoch:
+            accuracy = next(r["accuracy"] for r in rows if r["inference"] == config.truncation)
+        else:
+            accuracy = last_epoch_accuracy(trainer, tokenizer, config, test, kept)
+        rows = [row | {"last_epoch_accuracy": round(accuracy, 4)} for row in rows]
     wall = round(time.perf_counter() - started, 1)
     finished = time.strftime("%Y-%m-%d %H:%M")
     return [row | {"wall_seconds": wall, "finished": finished} for row in rows]
@@ -281,9 +284,8 @@ def last_epoch_accuracy(
 
     model = copy.deepcopy(trainer.model)
     model.load_state_dict(weights)
-    classifier = Classifier(
-        model.eval(), tokenizer, train.LABELS, config.truncation, config.head_fraction
-    )
+    as_trained = replace(config, inference_truncation=config.truncation)
+    classifier = train.serving_classifier(model, tokenizer, as_trained)
     metrics, _ = train.test_split(classifier, test, config.eval_batch_size)
     return metrics["accuracy"]
 
@@ -304,7 +306,7 @@ def _test(cell: Cell, config: Any, trainer: Any, tokenizer: Any, test: Any, stra
     budget = config.max_length
     if cell.clean:
         classifier = train.serving_classifier(
-            trainer, tokenizer, replace(config, inference_truncation=strategy)
+            trainer.model, tokenizer, replace(config, inference_truncation=strategy)
         )
         metrics, rows = train.test_split(classifier, test, config.eval_batch_size)
         tokens, positive, speed = rows["tokens"], rows["positive"], metrics["reviews_per_second"]
