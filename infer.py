@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+import pooling
 from utils import HEAD_FRACTION, STRATEGIES, check_strategy, encode
 
 DEFAULT_MODEL_DIR = "model"
@@ -155,6 +156,7 @@ def load(model_dir: str | Path = DEFAULT_MODEL_DIR, truncation: str | None = Non
     if truncation is not None:
         check_strategy(truncation)
     path = check_model_dir(model_dir)
+    pooling.register()  # folders trained with --pooling mean (the default) load without remote code
     # Training swaps a new folder in with one rename; if that happens while we read, the files
     # could come from two models. The folder's inode changes on a swap, so compare and retry.
     for _ in range(3):

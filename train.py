@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 LABELS = ("NEGATIVE", "POSITIVE")
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl")
 REPORT_TO = ("none", "tensorboard")
+POOLINGS = ("mean", "cls")
 TENSORBOARD_DIR = Path("runs")
 
 
@@ -114,6 +115,14 @@ class TrainConfig:
             "(overlapping windows, predictions averaged); default: as --truncation"
         },
     )
+    pooling: str = field(
+        default="mean",
+        metadata={
+            "help": "what the classifier reads: 'mean' averages the review's token states "
+            "(pooling.py; elsewhere the folder then loads with trust_remote_code=True), 'cls' "
+            "the base model's own head on its first token (a standard architecture)"
+        },
+    )
     seed: int = field(default=42, metadata={"help": "seeds sampling, splits, weights, order"})
     batch_size: int = field(default=2, metadata={"help": "training reviews per device step"})
     grad_accum: int = field(
@@ -164,6 +173,8 @@ def check_config(config: TrainConfig) -> None:
         )
     if not 0 <= config.head_fraction <= 1:
         raise UsageError(f"--head-fraction must lie between 0 and 1, got {config.head_fraction}.")
+    if config.pooling not in POOLINGS:
+        raise UsageError(f"--pooling takes {' or '.join(POOLINGS)}, got {config.pooling!r}.")
     if config.report_to not in REPORT_TO:
         raise UsageError(f"--report-to takes {' or '.join(REPORT_TO)}, got {config.report_to!r}.")
     if not 0 < config.val_fraction < 1:
@@ -364,24 +375,29 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
     """The base tokenizer (cut at `max_length`) and a 2-label classifier with named labels."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from pooling import MeanPoolingClassifier
+
     local = Path(config.model).expanduser().is_dir()
     if not local and looks_like_path(config.model):
         raise UsageError(f"--model {config.model}: no such folder.")
     offline = not local and not _hub_reachable()
+    head = {
+        "num_labels": len(LABELS),
+        "id2label": dict(enumerate(LABELS)),
+        "label2id": {name: i for i, name in enumerate(LABELS)},
+        "local_files_only": offline,
+    }
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model, local_files_only=offline)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            config.model,
-            num_labels=len(LABELS),
-            id2label=dict(enumerate(LABELS)),
-            label2id={name: i for i, name in enumerate(LABELS)},
-            local_files_only=offline,
-        )
+        if config.pooling == "mean":
+            model = MeanPoolingClassifier.from_encoder(config.model, **head)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(config.model, **head)
     except OSError as error:
         if offline:
             raise _hub_unreachable("--model", config.model) from error
         raise UsageError(f"--model {config.model}: could not load it ({error}).") from error
-    positions = getattr(model.config, "max_position_embeddings", None)
+    positions = getattr(model.base_model.config, "max_position_embeddings", None)
     if positions is not None and config.max_length > positions:
         raise UsageError(
             f"--max-length {config.max_length} exceeds the {positions} positions of "
@@ -692,9 +708,10 @@ def prepare(config: TrainConfig, splits: dict[str, Any], clean: bool = True) -> 
     set_seed(config.seed)  # before the classifier head is initialised
     tokenizer, model = load_base(config)
     logger.info(
-        "Model %s (%.1fM parameters), %d tokens (%s), %g epochs, batch %d x %d, lr %g",
+        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, batch %d x %d, lr %g",
         config.model,
         model.num_parameters() / 1e6,
+        config.pooling,
         config.max_length,
         config.truncation,
         config.epochs,

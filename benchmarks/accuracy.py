@@ -74,17 +74,20 @@ class Cell:
     clean: bool = True  # clean_text before tokenizing
     pad_to_max: bool = False  # pad every batch to max_length instead of its longest review
     select_on_test: bool = False  # pick the best epoch on the test reviews (a tutorial's habit)
-    curve: bool = False  # a point of the learning curve: the default recipe
+    curve: str = ""  # the learning-curve line this cell is a point of, if any
     tune: bool = False  # also test on held-out training reviews, to choose without the test set
 
 
 # Random batches, as main.py draws them by default; the grouped cells measure --group-by-length.
+# The model's own [CLS] head, as every cell measured before mean pooling: each row keeps the
+# recipe it measured.
 CARD = {
     "batch_size": 2,
     "grad_accum": 2,
     "learning_rate": 5e-5,
     "epochs": 2.0,
     "group_by_length": False,
+    "pooling": "cls",
 }
 TUTORIAL = {
     "batch_size": 16,
@@ -92,18 +95,36 @@ TUTORIAL = {
     "learning_rate": 2e-5,
     "warmup_ratio": 0.0,
     "group_by_length": False,
+    "pooling": "cls",
 }
+DEFAULT = CARD | {"truncation": "head+tail", "pooling": "mean"}  # main.py as shipped
 GROUPED = CARD | {"truncation": "head+tail", "group_by_length": True}
+CLS_CURVE = "head+tail, [CLS] head"
+MEAN_CURVE = "head+tail, mean pooling (the default)"
 CELLS = {
     cell.name: cell
     for cell in (
         Cell(
-            "card-head+tail",
+            "mean-256",
             "THE DEFAULT RECIPE: card batch settings, cleaning, dynamic padding, head+tail "
-            "(1/4 head)",
+            "(1/4 head), mean pooling",
+            DEFAULT,
+            inference=("head+tail", "sliding"),
+            curve=MEAN_CURVE,
+        ),
+        Cell(
+            "mean-384",
+            "the default recipe at 384 tokens",
+            DEFAULT | {"max_length": 384},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
+            "card-head+tail",
+            "card batch settings, cleaning, dynamic padding, head+tail (1/4 head), [CLS] head "
+            "(the default before mean pooling)",
             CARD | {"truncation": "head+tail"},
             inference=("head+tail", "sliding"),
-            curve=True,
+            curve=CLS_CURVE,
         ),
         Cell(
             "card-head",
@@ -164,9 +185,9 @@ CELLS = {
         *(
             Cell(
                 f"default-{n}",
-                f"default recipe, {n:,} training reviews",
+                f"card-head+tail ([CLS] head), {n:,} training reviews",
                 CARD | {"truncation": "head+tail", "subset": n},
-                curve=True,
+                curve=CLS_CURVE,
             )
             for n in (500, 2000)
         ),
@@ -419,26 +440,29 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
 
 
 def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: int) -> None:
-    """Test accuracy against training reviews for the default recipe (cells marked `curve`)."""
+    """Test accuracy against training reviews, a line per recipe (cells marked `curve`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points: dict[int, list[float]] = {}
+    lines: dict[str, dict[int, list[float]]] = {}
     for row in rows:
         cell = CELLS.get(row["cell"])
         if cell and cell.curve and row["inference"] == row["truncation"]:
+            points = lines.setdefault(cell.curve, {})
             points.setdefault(int(row["train_reviews"]), []).append(100 * float(row["accuracy"]))
-    if not points:
+    if not lines:
         return
-    sizes = sorted(points)
-    means = [np.mean(points[n]) for n in sizes]
-    spread = [(max(points[n]) - min(points[n])) / 2 for n in sizes]
     fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
-    ax.errorbar(sizes, means, yerr=spread, marker="o", capsize=4, label="default recipe")
-    for n, mean in zip(sizes, means, strict=True):
-        ax.annotate(f"{mean:.1f}%", (n, mean), textcoords="offset points", xytext=(0, 8))
+    for label, points in lines.items():
+        sizes = sorted(points)
+        means = [np.mean(points[n]) for n in sizes]
+        spread = [(max(points[n]) - min(points[n])) / 2 for n in sizes]
+        ax.errorbar(sizes, means, yerr=spread, marker="o", capsize=4, label=label)
+        for n, mean in zip(sizes, means, strict=True):
+            ax.annotate(f"{mean:.1f}%", (n, mean), textcoords="offset points", xytext=(0, 8))
+    sizes = sorted({n for points in lines.values() for n in points})
     ax.set(
         xlabel="Reviews trained on (--subset 500, 1,000, 2,000 less the 10% held out)",
         ylabel=f"Accuracy on {test_reviews:,} test reviews (%)",
@@ -449,6 +473,7 @@ def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: in
     ax.minorticks_off()
     ax.margins(x=0.08, y=0.15)  # room for the labels above the points
     ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
