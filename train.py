@@ -69,9 +69,16 @@ class TrainConfig:
         default=None,
         metadata={"help": "test reviews, balanced (default: same as --subset; 0: all)"},
     )
+    val_reviews: int = field(
+        default=500,
+        metadata={
+            "help": "training-split reviews beside --subset, balanced, on which the best epoch "
+            "is picked; 0 holds out --val-fraction of --subset instead"
+        },
+    )
     val_fraction: float = field(
         default=0.1,
-        metadata={"help": "share of --subset held out to pick the best epoch (stratified)"},
+        metadata={"help": "with --val-reviews 0: share of --subset held out (stratified)"},
     )
     model: str = field(
         default="distilbert-base-uncased",
@@ -177,6 +184,11 @@ def check_config(config: TrainConfig) -> None:
         raise UsageError(f"--pooling takes {' or '.join(POOLINGS)}, got {config.pooling!r}.")
     if config.report_to not in REPORT_TO:
         raise UsageError(f"--report-to takes {' or '.join(REPORT_TO)}, got {config.report_to!r}.")
+    if config.val_reviews < 0 or config.val_reviews == 1:
+        raise UsageError(
+            f"--val-reviews {config.val_reviews}: use 2 or more (a review of each label), "
+            "or 0 to hold out --val-fraction of --subset."
+        )
     if not 0 < config.val_fraction < 1:
         raise UsageError(f"--val-fraction must lie between 0 and 1, got {config.val_fraction}.")
     output = Path(config.output_dir)
@@ -328,11 +340,48 @@ def balanced_sample(labels: np.ndarray, n: int, rng: np.random.Generator, what: 
 
 
 def make_splits(data: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
-    """Balanced train/validation/test subsets. Validation is carved from training data only."""
-    from sklearn.model_selection import train_test_split
-
+    """Balanced train/validation/test subsets. Validation comes from the training split only:
+    `val_reviews` reviews beside the subset, or with 0, `val_fraction` of the subset."""
     rng = np.random.default_rng(config.seed)
     train_labels = np.asarray(data["train"]["label"])
+    if config.val_reviews:
+        available = len(train_labels) - config.val_reviews
+        if config.subset > available:
+            raise UsageError(
+                f"--subset {config.subset} and --val-reviews {config.val_reviews} need "
+                f"{config.subset + config.val_reviews:,} training reviews, but the data has "
+                f"{len(train_labels):,}; use --subset {max(available, 0)} or less (0 takes all "
+                "the rest), or a smaller --val-reviews."
+            )
+        val_rows = balanced_sample(train_labels, config.val_reviews, rng, "--val-reviews")
+        rest = np.setdiff1d(np.arange(len(train_labels)), val_rows)
+        fit_rows = rest[balanced_sample(train_labels[rest], config.subset, rng, "--subset")]
+    else:
+        fit_rows, val_rows = _carve_validation(train_labels, config, rng)
+
+    test_labels = np.asarray(data["test"]["label"])
+    # By default the test split is as large as --subset, or all of it if that is smaller.
+    n_test = (
+        min(config.subset, len(test_labels)) if config.test_subset is None else config.test_subset
+    )
+    test_rows = balanced_sample(test_labels, n_test, rng, "--test-subset")
+    splits = {
+        "train": data["train"].select(fit_rows),
+        "validation": data["train"].select(val_rows),
+        "test": data["test"].select(test_rows),
+    }
+    for name, split in splits.items():
+        if len(set(split["label"])) < 2:
+            raise UsageError(f"The {name} split holds one label only; use a larger --subset.")
+    return splits
+
+
+def _carve_validation(
+    train_labels: np.ndarray, config: TrainConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows of one --subset, validation `val_fraction` of it."""
+    from sklearn.model_selection import train_test_split
+
     rows = balanced_sample(train_labels, config.subset, rng, "--subset")
 
     def split_sizes(n: int) -> tuple[int, int]:  # as train_test_split rounds: ceil for the test
@@ -350,21 +399,7 @@ def make_splits(data: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     fit_rows, val_rows = train_test_split(
         rows, test_size=n_val, stratify=train_labels[rows], random_state=config.seed
     )
-    test_labels = np.asarray(data["test"]["label"])
-    # By default the test split is as large as --subset, or all of it if that is smaller.
-    n_test = (
-        min(config.subset, len(test_labels)) if config.test_subset is None else config.test_subset
-    )
-    test_rows = balanced_sample(test_labels, n_test, rng, "--test-subset")
-    splits = {
-        "train": data["train"].select(fit_rows),
-        "validation": data["train"].select(val_rows),
-        "test": data["test"].select(test_rows),
-    }
-    for name, split in splits.items():
-        if len(set(split["label"])) < 2:
-            raise UsageError(f"The {name} split holds one label only; use a larger --subset.")
-    return splits
+    return fit_rows, val_rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -798,8 +833,9 @@ def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None =
         )
     saved = json.loads((model_dir / "metrics.json").read_text())
     overrides = {"data": data, "test_subset": test_subset}
-    # Models saved before the truncation setting existed were trained on the head alone.
-    before = {"truncation": "head"}
+    # Models saved before these settings existed were trained on the head alone, with the
+    # base model's own [CLS] head.
+    before = {"truncation": "head", "pooling": "cls"}
     config = TrainConfig(
         **before | saved["config"] | {k: v for k, v in overrides.items() if v is not None}
     )

@@ -83,9 +83,18 @@ def train_args(base_model: Path, data_dir: Path, output_dir: Path, *extra: str) 
     return [
         "--model", str(base_model), "--data", str(data_dir), "--output-dir", str(output_dir),
         "--checkpoint-dir", str(output_dir.parent / "checkpoints"), "--subset", "120",
-        "--test-subset", "40", "--max-length", str(MAX_LENGTH), "--epochs", "6",
-        "--learning-rate", "2e-3", *extra,
+        "--val-reviews", "12", "--test-subset", "40", "--max-length", str(MAX_LENGTH),
+        "--epochs", "6", "--learning-rate", "2e-3", *extra,
     ]  # fmt: skip
+
+
+def train_in_process(folder: Path, base_model: Path, data_dir: Path, *extra: str) -> Path:
+    """`main.main` on the tiny model with `extra` flags; returns the published `folder/model`."""
+    import main
+
+    output = folder / "model"
+    assert main.main(train_args(base_model, data_dir, output, *extra)) == 0
+    return output
 
 
 def run_script(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import MAX_LENGTH, train_args
+from conftest import train_args, train_in_process
 from transformers import AutoModel, AutoTokenizer
 
 import infer
@@ -101,18 +102,29 @@ def test_the_folder_loads_without_the_project(model_dir, tmp_path):
     assert elsewhere == pytest.approx(ours, abs=1e-5)
 
 
-def test_cls_pooling_publishes_the_standard_architecture(tmp_path, base_model, data_dir):
-    args = train_args(base_model, data_dir, tmp_path / "model", "--pooling", "cls", "--epochs", "1")
-    assert main.main(args) == 0
-    config = json.loads((tmp_path / "model" / "config.json").read_text())
+@pytest.fixture(scope="module")
+def cls_model_dir(tmp_path_factory, base_model, data_dir) -> Path:
+    folder = tmp_path_factory.mktemp("cls")
+    return train_in_process(folder, base_model, data_dir, "--pooling", "cls", "--epochs", "1")
+
+
+def test_cls_pooling_publishes_the_standard_architecture(cls_model_dir):
+    config = json.loads((cls_model_dir / "config.json").read_text())
     assert config["model_type"] == "distilbert"
     assert config["architectures"] == ["DistilBertForSequenceClassification"]
-    assert "auto_map" not in config and not (tmp_path / "model" / "pooling.py").exists()
-    assert "trust_remote_code" not in (tmp_path / "model" / CARD_FILE).read_text()
-    assert infer.load(tmp_path / "model").predict(["great film"])[0].keys() == {
-        "NEGATIVE",
-        "POSITIVE",
-    }
+    assert "auto_map" not in config and not (cls_model_dir / "pooling.py").exists()
+    assert "trust_remote_code" not in (cls_model_dir / CARD_FILE).read_text()
+    assert infer.load(cls_model_dir).predict(["great film"])[0].keys() == {"NEGATIVE", "POSITIVE"}
+
+
+def test_evaluate_reads_a_folder_from_before_pooling_as_cls(cls_model_dir, tmp_path):
+    folder = shutil.copytree(cls_model_dir, tmp_path / "model")
+    report = json.loads((folder / "metrics.json").read_text())
+    del report["config"]["pooling"]  # as metrics.json was written before the setting
+    (folder / "metrics.json").write_text(json.dumps(report))
+    rewritten = train.evaluate(folder)
+    assert rewritten["config"]["pooling"] == "cls"
+    assert "trust_remote_code" not in (folder / CARD_FILE).read_text()
 
 
 def test_bad_pooling_names_the_choices(tmp_path, base_model, capsys):
@@ -125,4 +137,3 @@ def test_max_length_is_checked_against_the_encoder(base_model):
     config = train.TrainConfig(model=str(base_model), max_length=65)  # the tiny model holds 64
     with pytest.raises(train.UsageError, match="--max-length 65 exceeds the 64 positions"):
         train.load_base(config)
-    assert MAX_LENGTH < 64

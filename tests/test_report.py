@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MAX_LENGTH, train_args
+from conftest import MAX_LENGTH, train_args, train_in_process
 from huggingface_hub import ModelCard
 from PIL import Image
 
@@ -23,10 +23,10 @@ TIMING = ("seconds", "reviews_per_second")
 @pytest.fixture(scope="module")
 def weak_model(tmp_path_factory, base_model, data_dir) -> Path:
     """A model that learned nothing (learning rate 1e-12), so it gets many reviews wrong."""
-    output = tmp_path_factory.mktemp("weak") / "model"
-    args = train_args(base_model, data_dir, output, "--learning-rate", "1e-12", "--epochs", "1")
-    assert main.main(args) == 0
-    return output
+    folder = tmp_path_factory.mktemp("weak")
+    return train_in_process(
+        folder, base_model, data_dir, "--learning-rate", "1e-12", "--epochs", "1"
+    )
 
 
 def metrics(folder: Path) -> dict:

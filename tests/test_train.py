@@ -48,15 +48,29 @@ def test_metrics_json_reports_the_run(model_dir):
     # The sentiment words decide the synthetic labels; a working pipeline learns them.
     assert test["accuracy"] >= 0.9
     sizes = {key: report["data"][key] for key in ("train", "validation", "test")}
-    assert sizes == {"train": 108, "validation": 12, "test": 40}
+    assert sizes == {"train": 120, "validation": 12, "test": 40}
     assert report["config"]["batch_size"] == 2 and report["config"]["grad_accum"] == 2
     assert 1 <= report["validation"]["epoch"] <= 6
     assert {"torch", "transformers", "python"} <= set(report["versions"])
 
 
+def test_validation_reviews_come_from_beside_the_subset(data_dir):
+    data = train.load_data(str(data_dir))
+    config = train.TrainConfig(subset=60, val_reviews=10, test_subset=20, data=str(data_dir))
+    splits = train.make_splits(data, config)
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [60, 10, 20]
+    assert sum(splits["train"]["label"]) == 30 and sum(splits["validation"]["label"]) == 5
+    assert 0 < sum(splits["train"]["label"][:10]) < 10  # shuffled, not label blocks
+    train_texts, val_texts = set(splits["train"]["text"]), set(splits["validation"]["text"])
+    assert len(train_texts | val_texts) == 70  # disjoint
+    assert val_texts <= set(data["train"]["text"])
+    everything = replace(config, subset=0)  # 0 takes every review the validation left
+    assert len(train.make_splits(data, everything)["train"]) == 200 - 10
+
+
 def test_splits_are_balanced_shuffled_and_disjoint(data_dir):
     data = train.load_data(str(data_dir))
-    config = train.TrainConfig(subset=60, test_subset=20, data=str(data_dir))
+    config = train.TrainConfig(subset=60, val_reviews=0, test_subset=20, data=str(data_dir))
     splits = train.make_splits(data, config)
     assert [len(splits[s]) for s in ("train", "validation", "test")] == [54, 6, 20]
     assert sum(splits["validation"]["label"]) == 3  # stratified: half of each label
@@ -162,11 +176,20 @@ BAD_DATA = {
     "no label column": (lambda: make_frame(30, 4).drop(columns="label"), [], "'label'"),
     "labels outside 0 and 1": (bad_labels, [], "use 0 for a negative review"),
     "empty texts": (empty_texts, [], "empty texts (first at row 7)"),
-    "subset too small": (lambda: make_frame(30, 4), ["--subset", "8"], "Use --subset 11 or more"),
-    "subset larger than data": (lambda: make_frame(30, 4), ["--subset", "100"], "use --subset 60"),
+    "subset too small": (
+        lambda: make_frame(30, 4),
+        ["--subset", "8", "--val-reviews", "0"],
+        "Use --subset 11 or more",
+    ),
+    "subset larger than data": (
+        lambda: make_frame(30, 4),
+        ["--subset", "100"],
+        "need 112 training reviews, but the data has 60; use --subset 48 or less",
+    ),
+    "one validation review": (lambda: make_frame(30, 4), ["--val-reviews", "1"], "use 2 or more"),
     "one label only": (
         lambda: make_frame(30, 4).query("label == 1"),
-        ["--subset", "30"],
+        ["--subset", "10"],
         "labelled 0",
     ),
 }
