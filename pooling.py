@@ -6,9 +6,9 @@
     torch.Size([2, 2])
 
 Sentence encoders such as all-MiniLM-L6-v2 were trained so that the mean of their token states
-carries a text's meaning; their [CLS] state and pooler were not. Fine-tuned on 900 IMDB reviews,
-the mean reads test reviews 1.2 points more accurately than the [CLS] head (README, "Accuracy
-benchmark").
+carries a text's meaning; their [CLS] state and pooler were not. Fine-tuned for two epochs on
+900 IMDB reviews, all-MiniLM-L6-v2 tests at 87.0% with this head and at 85.8% with BERT's own
+(means over two seeds; README, "Accuracy benchmark").
 
 This file imports only torch and transformers on purpose: `save_pretrained` copies it into the
 model folder, so `AutoModelForSequenceClassification.from_pretrained(folder,
