@@ -464,25 +464,29 @@ def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: in
     if not lines:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
-    for label, points in lines.items():
+    for i, (label, points) in enumerate(lines.items()):
         sizes = sorted(points)
         means = [np.mean(points[n]) for n in sizes]
         spread = [(max(points[n]) - min(points[n])) / 2 for n in sizes]
         ax.errorbar(sizes, means, yerr=spread, marker="o", capsize=4, label=label)
         for n, mean in zip(sizes, means, strict=True):
-            ax.annotate(f"{mean:.1f}%", (n, mean), textcoords="offset points", xytext=(0, 8))
+            # Lines alternate their labels above and below, so close points stay legible.
+            offset = (0, 8) if i % 2 == 0 else (6, -14)
+            ax.annotate(f"{mean:.1f}%", (n, mean), textcoords="offset points", xytext=offset)
     sizes = sorted({n for points in lines.values() for n in points})
     ax.set(
         xlabel="Reviews trained on",
         ylabel=f"Accuracy on {test_reviews:,} test reviews (%)",
         title="Learning curve (error bars: half the spread over seeds)",
-        xscale="log",
     )
-    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
-    ax.minorticks_off()
+    ticks: list[int] = []
+    for n in sizes:  # a size within 15% of the last tick would print over it
+        if not ticks or n > 1.15 * ticks[-1]:
+            ticks.append(n)
+    ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
     ax.margins(x=0.08, y=0.15)  # room for the labels above the points
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
