@@ -346,11 +346,16 @@ def make_splits(data: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     train_labels = np.asarray(data["train"]["label"])
     if config.val_reviews:
         available = len(train_labels) - config.val_reviews
+        if available < 2:
+            raise UsageError(
+                f"--val-reviews {config.val_reviews} leaves too few of the "
+                f"{len(train_labels):,} training reviews to train on; use a smaller --val-reviews."
+            )
         if config.subset > available:
             raise UsageError(
                 f"--subset {config.subset} and --val-reviews {config.val_reviews} need "
                 f"{config.subset + config.val_reviews:,} training reviews, but the data has "
-                f"{len(train_labels):,}; use --subset {max(available, 0)} or less (0 takes all "
+                f"{len(train_labels):,}; use --subset {available} or less (0 takes all "
                 "the rest), or a smaller --val-reviews."
             )
         val_rows = balanced_sample(train_labels, config.val_reviews, rng, "--val-reviews")
@@ -834,8 +839,8 @@ def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None =
     saved = json.loads((model_dir / "metrics.json").read_text())
     overrides = {"data": data, "test_subset": test_subset}
     # Models saved before these settings existed were trained on the head alone, with the
-    # base model's own [CLS] head.
-    before = {"truncation": "head", "pooling": "cls"}
+    # base model's own [CLS] head, and picked their epoch on 10% of the subset.
+    before = {"truncation": "head", "pooling": "cls", "val_reviews": 0}
     config = TrainConfig(
         **before | saved["config"] | {k: v for k, v in overrides.items() if v is not None}
     )

@@ -105,7 +105,9 @@ def test_the_folder_loads_without_the_project(model_dir, tmp_path):
 @pytest.fixture(scope="module")
 def cls_model_dir(tmp_path_factory, base_model, data_dir) -> Path:
     folder = tmp_path_factory.mktemp("cls")
-    return train_in_process(folder, base_model, data_dir, "--pooling", "cls", "--epochs", "1")
+    # As runs did before --pooling and --val-reviews existed.
+    old_style = ("--pooling", "cls", "--val-reviews", "0", "--epochs", "1")
+    return train_in_process(folder, base_model, data_dir, *old_style)
 
 
 def test_cls_pooling_publishes_the_standard_architecture(cls_model_dir):
@@ -117,13 +119,18 @@ def test_cls_pooling_publishes_the_standard_architecture(cls_model_dir):
     assert infer.load(cls_model_dir).predict(["great film"])[0].keys() == {"NEGATIVE", "POSITIVE"}
 
 
-def test_evaluate_reads_a_folder_from_before_pooling_as_cls(cls_model_dir, tmp_path):
+def test_evaluate_reads_a_folder_from_before_pooling_as_it_was_trained(cls_model_dir, tmp_path):
     folder = shutil.copytree(cls_model_dir, tmp_path / "model")
     report = json.loads((folder / "metrics.json").read_text())
-    del report["config"]["pooling"]  # as metrics.json was written before the setting
+    for name in ("pooling", "val_reviews"):  # as metrics.json was written before the settings
+        del report["config"][name]
     (folder / "metrics.json").write_text(json.dumps(report))
     rewritten = train.evaluate(folder)
-    assert rewritten["config"]["pooling"] == "cls"
+    assert (rewritten["config"]["pooling"], rewritten["config"]["val_reviews"]) == ("cls", 0)
+    # The same test reviews as training drew, so the baseline stays and the metrics repeat.
+    assert rewritten["data"]["sha256"] == report["data"]["sha256"]
+    assert rewritten["baseline"] == report["baseline"]
+    assert rewritten["test"]["accuracy"] == report["test"]["accuracy"]
     assert "trust_remote_code" not in (folder / CARD_FILE).read_text()
 
 

@@ -187,6 +187,11 @@ BAD_DATA = {
         "need 112 training reviews, but the data has 60; use --subset 48 or less",
     ),
     "one validation review": (lambda: make_frame(30, 4), ["--val-reviews", "1"], "use 2 or more"),
+    "validation takes all": (
+        lambda: make_frame(30, 4),
+        ["--val-reviews", "60"],
+        "--val-reviews 60 leaves too few of the 60 training reviews",
+    ),
     "one label only": (
         lambda: make_frame(30, 4).query("label == 1"),
         ["--subset", "10"],
