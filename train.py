@@ -63,7 +63,7 @@ class TrainConfig:
 
     subset: int = field(
         default=2000,
-        metadata={"help": "training reviews, balanced across labels; 0 uses all of them"},
+        metadata={"help": "training reviews, balanced across labels; 0: all but --val-reviews"},
     )
     test_subset: int | None = field(
         default=None,
