@@ -480,8 +480,8 @@ def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: in
         title="Learning curve (error bars: half the spread over seeds)",
     )
     ticks: list[int] = []
-    for n in sizes:  # a size within 15% of the last tick would print over it
-        if not ticks or n > 1.15 * ticks[-1]:
+    for n in sizes:  # a label within 10% of the axis from the last one would print over it
+        if not ticks or n - ticks[-1] > 0.1 * (sizes[-1] - sizes[0]):
             ticks.append(n)
     ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
     ax.margins(x=0.08, y=0.15)  # room for the labels above the points
