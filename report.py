@@ -246,12 +246,22 @@ def _loss(baseline: dict[str, Any] | None) -> str:
     return f"{baseline['log_loss']:.3f}" if baseline else "not measured"
 
 
+# Why the card's pipeline call needs remote code, for models that mean-pool.
+POOLING_NOTE = """
+The classifier reads the mean of the encoder's token states, a head that transformers does not
+ship: `pooling.py` in this folder defines it, and `trust_remote_code=True` lets transformers
+run that file. Read it before you trust it.
+"""
+
+
 def card_body(report: dict[str, Any]) -> str:
     config, data, test, val = report["config"], report["data"], report["test"], report["validation"]
     base = config["model"]
     cut, share = report["max_length"], report["test_truncated_share"]
     settings = "\n".join(f"| `{key}` | {value} |" for key, value in config.items())
-    remote = ", trust_remote_code=True" if config.get("pooling") == "mean" else ""
+    # Runs from before the pooling setting read the [CLS] head, a standard architecture.
+    remote_code = config.get("pooling") == "mean"
+    remote = ", trust_remote_code=True" if remote_code else ""
     return f"""# {report["name"]}
 
 Sentiment of English movie reviews: **{" or ".join(report["labels"])}**. Fine-tuned from
@@ -300,23 +310,12 @@ classifier = pipeline("text-classification", model="path/to/this/folder"{remote}
 classifier("A moving, beautifully acted film.")
 # [{{'label': 'POSITIVE', 'score': ...}}]
 ```
-{pooling_note(config)}
+{POOLING_NOTE if remote_code else ""}
 
 The pipeline reads the first {cut} tokens of a review only. Training removed IMDB's `<br />`
 tags and cut long reviews by `{config.get("truncation", "head")}`; `infer.py` from the project
 does both as training did, and reports how many tokens of each review it read.
 """
-
-
-def pooling_note(config: dict[str, Any]) -> str:
-    """Why the card's pipeline call needs remote code, when it does."""
-    if config.get("pooling") != "mean":  # runs from before the setting read the [CLS] head
-        return ""
-    return (
-        "\nThe classifier reads the mean of the encoder's token states, a head that transformers "
-        "does not ship: `pooling.py` in this folder defines it, and `trust_remote_code=True` "
-        "lets transformers run that file. Read it before you trust it.\n"
-    )
 
 
 def reading(config: dict[str, Any], cut: int, share: float) -> str:

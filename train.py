@@ -421,7 +421,7 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
     if not local and looks_like_path(config.model):
         raise UsageError(f"--model {config.model}: no such folder.")
     offline = not local and not _hub_reachable()
-    head = {
+    options = {  # a head with named labels, loaded as the Hub allows
         "num_labels": len(LABELS),
         "id2label": dict(enumerate(LABELS)),
         "label2id": {name: i for i, name in enumerate(LABELS)},
@@ -430,9 +430,9 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model, local_files_only=offline)
         if config.pooling == "mean":
-            model = MeanPoolingClassifier.from_encoder(config.model, **head)
+            model = MeanPoolingClassifier.from_encoder(config.model, **options)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(config.model, **head)
+            model = AutoModelForSequenceClassification.from_pretrained(config.model, **options)
     except OSError as error:
         if offline:
             raise _hub_unreachable("--model", config.model) from error
