@@ -125,6 +125,19 @@ def test_same_seed_gives_the_same_model(tmp_path, base_model, data_dir):
     assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])
 
 
+def test_freeze_embeddings_keeps_the_token_table_and_trains_the_rest(
+    tmp_path, base_model, data_dir, model_dir
+):
+    base = load_file(base_model / "model.safetensors")
+    table, layer = "embeddings.word_embeddings.weight", "transformer.layer.0.attention.q_lin.weight"
+    assert main.main(train_args(base_model, data_dir, tmp_path / "m", "--freeze-embeddings")) == 0
+    frozen = load_file(tmp_path / "m" / "model.safetensors")
+    assert frozen[f"encoder.{table}"].equal(base[table])
+    assert not frozen[f"encoder.{layer}"].equal(base[layer])
+    # The default run, same data and steps, moves the table: the flag is what kept it.
+    assert not load_file(model_dir / "model.safetensors")[f"encoder.{table}"].equal(base[table])
+
+
 def padded_share(config: train.TrainConfig, data_dir: Path) -> float:
     """Share of the token slots in one epoch of training batches that are padding."""
     splits = train.make_splits(train.load_data(str(data_dir)), config)
