@@ -262,6 +262,7 @@ def card_body(report: dict[str, Any]) -> str:
     # Runs from before the pooling setting read the [CLS] head, a standard architecture.
     remote_code = config.get("pooling") == "mean"
     remote = ", trust_remote_code=True" if remote_code else ""
+    strategy = served_strategy(config)
     return f"""# {report["name"]}
 
 Sentiment of English movie reviews: **{" or ".join(report["labels"])}**. Fine-tuned from
@@ -314,13 +315,19 @@ classifier("A moving, beautifully acted film.")
 
 The pipeline reads the first {cut} tokens of a review only. Training removed IMDB's `<br />`
 tags and cut long reviews by `{config.get("truncation", "head")}`; `infer.py` from the project
-does both as training did, and reports how many tokens of each review it read.
+removes the tags too, reads long reviews by `{strategy}`, and reports how many tokens of each
+review it read.
 """
+
+
+def served_strategy(config: dict[str, Any]) -> str:
+    """How `infer` reads long reviews for a run's saved `config` (as `TrainConfig.reading`)."""
+    return config.get("inference_truncation") or config.get("truncation", "head")
 
 
 def reading(config: dict[str, Any], cut: int, share: float) -> str:
     """One sentence on how the model reads reviews longer than its `cut` tokens."""
-    strategy = config.get("inference_truncation") or config.get("truncation", "head")
+    strategy = served_strategy(config)
     longer = f"{share:.1%} of the test reviews are longer than {cut} tokens"
     if strategy == "sliding":
         return (

@@ -55,8 +55,8 @@ def test_long_review_says_how_much_was_read(served):
     _, client = served
     review = " ".join(["great film"] * 50)  # 100 words, 102 tokens with [CLS] and [SEP]
     _, read = client.predict(review, api_name="/predict")
-    assert read.startswith(f"Read {MAX_LENGTH} of 102 tokens")
-    assert "the opening and the ending" in read  # the tiny model is trained head+tail
+    # The tiny model, as main.py trains by default, reads long reviews in sliding windows.
+    assert read.startswith(f"Read all 102 tokens, in overlapping windows of {MAX_LENGTH}")
 
 
 def test_blank_review_gets_a_message_not_a_prediction(served):

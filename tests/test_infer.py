@@ -66,7 +66,21 @@ def probabilities(classifier, ids_list):
 
 def test_the_saved_truncation_is_the_one_applied(classifier, model_dir):
     saved = json.loads((model_dir / "config.json").read_text())["truncation"]
-    assert saved == {"train": "head+tail", "inference": "head+tail", "head_fraction": 0.25}
+    assert saved == {"train": "head+tail", "inference": "sliding", "head_fraction": 0.25}
+    assert (classifier.truncation, classifier.head_fraction) == ("sliding", 0.25)
+    encoded = encode(classifier.tokenizer, [TWIST], "sliding")
+    assert len(encoded["input_ids"]) == 3  # 72 tokens of text in windows of 30, a quarter shared
+    (prediction,) = classifier.classify([TWIST])
+    assert prediction.scores == pytest.approx(probabilities(classifier, encoded["input_ids"]), 1e-6)
+    assert prediction.read == prediction.tokens == 74
+    short, long = classifier.classify(["great film", TWIST], batch_size=2)  # mixed in one batch
+    assert long.scores == pytest.approx(prediction.scores, abs=1e-6)
+    (alone,) = classifier.predict(["great film"])
+    assert short.scores == pytest.approx(alone, abs=1e-6)
+
+
+def test_head_tail_reads_the_opening_and_the_verdict(model_dir):
+    classifier = infer.load(model_dir, truncation="head+tail")
     assert (classifier.truncation, classifier.head_fraction) == ("head+tail", 0.25)
     ids = encode(classifier.tokenizer, [TWIST], "head+tail", 0.25)["input_ids"]
     (prediction,) = classifier.classify([TWIST])
@@ -78,19 +92,6 @@ def test_the_saved_truncation_is_the_one_applied(classifier, model_dir):
     # a different output means the model read different tokens.
     assert head != pytest.approx(prediction.scores, abs=1e-6)
     assert (prediction.read, prediction.tokens) == (MAX_LENGTH, 2 + 60 + 12)
-
-
-def test_sliding_averages_windows_over_the_whole_review(classifier, model_dir):
-    sliding = infer.load(model_dir, truncation="sliding")
-    assert sliding.truncation == "sliding"
-    encoded = encode(sliding.tokenizer, [TWIST], "sliding")
-    assert len(encoded["input_ids"]) == 3  # 72 tokens of text in windows of 30, a quarter shared
-    (prediction,) = sliding.classify([TWIST])
-    assert prediction.scores == pytest.approx(probabilities(sliding, encoded["input_ids"]), 1e-6)
-    assert prediction.read == prediction.tokens == 74
-    short, long = sliding.classify(["great film", TWIST], batch_size=2)  # mixed in one batch
-    assert long.scores == pytest.approx(prediction.scores, abs=1e-6)
-    assert short.scores == pytest.approx(classifier.predict(["great film"])[0], abs=1e-6)
 
 
 def test_folders_from_before_the_setting_read_the_head(tmp_path, model_dir):
@@ -178,12 +179,14 @@ def test_cli_json_and_stdin(model_dir, capsys):
 def test_cli_says_how_much_of_a_long_review_it_read(model_dir, capsys):
     assert infer.main(["--model-dir", str(model_dir), "great film", TWIST]) == 0
     short, long = capsys.readouterr().out.splitlines()
-    assert "read" not in short
-    assert long.endswith(f"(read {MAX_LENGTH} of 74 tokens)")
-    args = ["--model-dir", str(model_dir), "--json", "--truncation", "sliding", TWIST]
+    assert "read" not in short and "read" not in long  # sliding, the default, reads it all
+    args = ["--model-dir", str(model_dir), "--truncation", "head+tail", TWIST]
+    assert infer.main(args) == 0
+    assert capsys.readouterr().out.strip().endswith(f"(read {MAX_LENGTH} of 74 tokens)")
+    args = ["--model-dir", str(model_dir), "--json", "--truncation", "head+tail", TWIST]
     assert infer.main(args) == 0
     (result,) = json.loads(capsys.readouterr().out)
-    assert result["read"] == result["tokens"] == 74
+    assert (result["read"], result["tokens"]) == (MAX_LENGTH, 74)
 
 
 def test_cli_without_model_says_how_to_train(tmp_path, capsys):

@@ -22,11 +22,11 @@ TIMING = ("seconds", "reviews_per_second")
 
 @pytest.fixture(scope="module")
 def weak_model(tmp_path_factory, base_model, data_dir) -> Path:
-    """A model that learned nothing (learning rate 1e-12), so it gets many reviews wrong."""
+    """A model that learned nothing (learning rate 1e-12), so it gets many reviews wrong; it
+    reads long reviews head+tail, so errors.csv shows reviews read in part."""
     folder = tmp_path_factory.mktemp("weak")
-    return train_in_process(
-        folder, base_model, data_dir, "--learning-rate", "1e-12", "--epochs", "1"
-    )
+    flags = ("--learning-rate", "1e-12", "--epochs", "1", "--inference-truncation", "head+tail")
+    return train_in_process(folder, base_model, data_dir, *flags)
 
 
 def metrics(folder: Path) -> dict:
@@ -71,6 +71,7 @@ def test_errors_csv_lists_only_misclassified_reviews_most_confident_first(weak_m
     assert confidences == sorted(confidences, reverse=True)
     assert all(0.5 <= c <= 1 for c in confidences)
     assert all(int(row["read"]) == min(int(row["tokens"]), MAX_LENGTH) for row in rows)
+    assert any(int(row["read"]) < int(row["tokens"]) for row in rows)
 
 
 def test_model_card_metadata_matches_metrics_json(model_dir):
