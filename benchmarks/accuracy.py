@@ -89,6 +89,7 @@ CARD = {
     "group_by_length": False,
     "pooling": "cls",
     "val_reviews": 0,  # the epoch picked on 10% of the subset
+    "inference_truncation": None,  # read as trained
 }
 TUTORIAL = {
     "batch_size": 16,
@@ -97,9 +98,10 @@ TUTORIAL = {
     "warmup_ratio": 0.0,
     "group_by_length": False,
     "pooling": "cls",
+    "inference_truncation": None,
 }
 MEAN = CARD | {"truncation": "head+tail", "pooling": "mean"}
-DEFAULT = MEAN | {"val_reviews": 500}  # main.py as shipped
+DEFAULT = MEAN | {"val_reviews": 500, "inference_truncation": "sliding"}  # main.py as shipped
 GROUPED = CARD | {"truncation": "head+tail", "group_by_length": True}
 CLS_CURVE = "[CLS] head, epoch picked on 10% of the subset"
 MEAN_CURVE = "the default: mean pooling, epoch picked on 500 more reviews"
@@ -119,6 +121,24 @@ CELLS = {
             "the default recipe, 2,000 training reviews",
             DEFAULT | {"subset": 2000},
             curve=MEAN_CURVE,
+        ),
+        Cell(
+            "frozen-embeddings",
+            "the default recipe, token embeddings kept as pretrained",
+            DEFAULT | {"freeze_embeddings": True},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
+            "frozen-embeddings-3",
+            "the default recipe, token embeddings kept as pretrained, 3 epochs",
+            DEFAULT | {"freeze_embeddings": True, "epochs": 3.0},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
+            "epochs-3-grouped",
+            "the default recipe, 3 epochs, batches grouped by length (to fit the time budget)",
+            DEFAULT | {"epochs": 3.0, "group_by_length": True},
+            inference=("head+tail", "sliding"),
         ),
         Cell(
             "mean-256",
@@ -320,14 +340,14 @@ def last_epoch_accuracy(
     return metrics["accuracy"]
 
 
-def tuning_sample(data: dict, splits: dict, seed: int) -> Any:
-    """TUNING_REVIEWS training-split reviews, stratified, that the cell neither trained nor
-    validated on: settings are compared here, so the test reviews choose nothing."""
+def tuning_sample(data: dict, splits: dict, seed: int, n: int = TUNING_REVIEWS) -> Any:
+    """`n` training-split reviews, stratified, that the cell neither trained nor validated
+    on: settings are compared here, so the test reviews choose nothing."""
     used = set(splits["train"]["text"]) | set(splits["validation"]["text"])
     free = [i for i, text in enumerate(data["train"]["text"]) if text not in used]
     labels = np.asarray(data["train"]["label"])[free]
     rng = np.random.default_rng(seed + TEST_SEED)
-    rows = train.balanced_sample(labels, TUNING_REVIEWS, rng, "tuning sample")
+    rows = train.balanced_sample(labels, n, rng, "--reviews")
     return data["train"].select([free[i] for i in rows])
 
 
