@@ -450,10 +450,10 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
             f"{config.model}; use --max-length {positions} or less."
         )
     if config.freeze_embeddings:
-        # A few thousand reviews update the vectors of the words they hold and leave their
-        # synonyms behind. The table is also 11.7M of MiniLM's 22.7M weights: 14% of a step.
+        # A few thousand reviews move the vectors of the words they hold and leave their
+        # synonyms behind. On MiniLM (README): as accurate as training them, 2% less time.
         model.get_input_embeddings().weight.requires_grad_(False)
-    # Saved with the tokenizer and the model config, so inference reads reviews as training did.
+    # Saved with the tokenizer and the model config, so inference reads reviews as the run says.
     tokenizer.model_max_length = config.max_length
     model.config.truncation = {
         "train": config.truncation,
