@@ -829,6 +829,24 @@ def run(config: TrainConfig) -> dict[str, Any]:
     return report
 
 
+def trained_config(saved: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """The settings a published model was trained with, from the `config` of its metrics.json,
+    with the `overrides` that are not None.
+
+    >>> trained_config(json.loads(Path("model/metrics.json").read_text())["config"]).seed
+    42
+    """
+    # Models saved before these settings existed were trained on the head alone and read as
+    # trained, with the base model's own [CLS] head, their epoch picked on 10% of the subset.
+    before = {
+        "truncation": "head",
+        "inference_truncation": None,
+        "pooling": "cls",
+        "val_reviews": 0,
+    }
+    return TrainConfig(**before | saved | {k: v for k, v in overrides.items() if v is not None})
+
+
 def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
     """Re-test a published model and rewrite its metrics and reports, without training.
 
@@ -847,13 +865,7 @@ def evaluate(model_dir: Path, data: str | None = None, test_subset: int | None =
             "retrain it with python main.py."
         )
     saved = json.loads((model_dir / "metrics.json").read_text())
-    overrides = {"data": data, "test_subset": test_subset}
-    # Models saved before these settings existed were trained on the head alone, with the
-    # base model's own [CLS] head, and picked their epoch on 10% of the subset.
-    before = {"truncation": "head", "pooling": "cls", "val_reviews": 0}
-    config = TrainConfig(
-        **before | saved["config"] | {k: v for k, v in overrides.items() if v is not None}
-    )
+    config = trained_config(saved["config"], data=data, test_subset=test_subset)
     splits = make_splits(load_data(config.data), config)
     classifier = load(model_dir)  # reads long reviews as saved with the model
     logger.info("Testing %s on %s test reviews", model_dir, f"{len(splits['test']):,}")

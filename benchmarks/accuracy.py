@@ -340,14 +340,16 @@ def last_epoch_accuracy(
     return metrics["accuracy"]
 
 
-def tuning_sample(data: dict, splits: dict, seed: int, n: int = TUNING_REVIEWS) -> Any:
+def tuning_sample(
+    data: dict, splits: dict, seed: int, n: int = TUNING_REVIEWS, what: str = "tuning sample"
+) -> Any:
     """`n` training-split reviews, stratified, that the cell neither trained nor validated
     on: settings are compared here, so the test reviews choose nothing."""
     used = set(splits["train"]["text"]) | set(splits["validation"]["text"])
     free = [i for i, text in enumerate(data["train"]["text"]) if text not in used]
     labels = np.asarray(data["train"]["label"])[free]
     rng = np.random.default_rng(seed + TEST_SEED)
-    rows = train.balanced_sample(labels, n, rng, "--reviews")
+    rows = train.balanced_sample(labels, n, rng, what)
     return data["train"].select([free[i] for i in rows])
 
 

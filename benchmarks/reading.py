@@ -38,9 +38,9 @@ def unseen_reviews(model_dir: Path, data: dict[str, Any], split: str, n: int) ->
     validated on: its saved settings and seed redraw the reviews it used."""
     if split == "test":
         return fixed_test_sample(data, n)
-    saved = json.loads((model_dir / "metrics.json").read_text())["config"]
-    used = train.make_splits(data, train.TrainConfig(**saved))
-    return tuning_sample(data, used, saved["seed"], n)
+    config = train.trained_config(json.loads((model_dir / "metrics.json").read_text())["config"])
+    used = train.make_splits(data, config)
+    return tuning_sample(data, used, config.seed, n, "--reviews")
 
 
 def compare(classifier: Any, reviews: Any, strategies: Sequence[str]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import reading
 def test_reading_compares_strategies_on_reviews_the_model_never_saw(model_dir, data_dir):
     data = train.load_data(str(data_dir))
     reviews = reading.unseen_reviews(model_dir, data, "train", 40)
-    config = train.TrainConfig(**json.loads((model_dir / "metrics.json").read_text())["config"])
+    config = train.trained_config(json.loads((model_dir / "metrics.json").read_text())["config"])
     used = train.make_splits(data, config)
     seen = set(used["train"]["text"]) | set(used["validation"]["text"])
     assert len(reviews) == 40 and sum(reviews["label"]) == 20
