@@ -35,7 +35,6 @@ from report import CARD_FILE, ERRORS_FILE, PLOTS, truncated_share, write_reports
 from utils import (
     HEAD_FRACTION,
     STRATEGIES,
-    TRAINING_STRATEGIES,
     binary_metrics,
     encode,
     looks_like_path,
@@ -108,7 +107,8 @@ class TrainConfig:
         default="head+tail",
         metadata={
             "help": "how training cuts a review longer than --max-length: 'head' keeps its "
-            "start, 'head+tail' its start and end (see --head-fraction)"
+            "start, 'head+tail' its start and end (see --head-fraction), 'sliding' one of its "
+            "overlapping windows per epoch, a different one each epoch (validation: head+tail)"
         },
     )
     head_fraction: float = field(
@@ -175,10 +175,8 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{flag} must be positive, got {getattr(config, name)}.")
     if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
         raise UsageError("--subset and --test-subset count reviews: use 0 (all) or more.")
-    if config.truncation not in TRAINING_STRATEGIES:
-        raise UsageError(
-            f"--truncation takes {' or '.join(TRAINING_STRATEGIES)}, got {config.truncation!r}."
-        )
+    if config.truncation not in STRATEGIES:
+        raise UsageError(f"--truncation takes {', '.join(STRATEGIES)}, got {config.truncation!r}.")
     if config.inference_truncation not in (None, *STRATEGIES):
         raise UsageError(
             f"--inference-truncation takes {', '.join(STRATEGIES)}, "
@@ -467,21 +465,64 @@ def tokenize(
     splits: dict[str, Any], tokenizer: Any, config: TrainConfig, clean: bool = True
 ) -> dict[str, Any]:
     """Token ids per review, cut by `config.truncation` and unpadded: the collator pads each
-    batch to its longest review. `clean=False` skips `clean_text` (benchmarks measure it)."""
+    batch to its longest review. `clean=False` skips `clean_text` (benchmarks measure it).
 
-    def cut(batch: dict[str, list]) -> dict[str, list]:
-        encoded = encode(tokenizer, batch["text"], config.truncation, config.head_fraction, clean)
-        return {key: encoded[key] for key in ("input_ids", "attention_mask")}
+    With `sliding`, a train review keeps all its windows (`windows`: a list of token id lists,
+    served one per epoch by `WindowPerEpoch`); the other splits, scored one row per review by
+    the Trainer, read head+tail."""
+
+    def cut(batch: dict[str, list], strategy: str) -> dict[str, list]:
+        encoded = encode(tokenizer, batch["text"], strategy, config.head_fraction, clean)
+        if strategy != "sliding":
+            return {key: encoded[key] for key in ("input_ids", "attention_mask")}
+        windows: list[list[list[int]]] = [[] for _ in batch["text"]]
+        for review, ids in zip(encoded["review"], encoded["input_ids"], strict=True):
+            windows[review].append(ids)
+        return {"windows": windows}
+
+    def strategy(name: str) -> str:
+        return (
+            "head+tail" if config.truncation == "sliding" and name != "train" else config.truncation
+        )
 
     return {
         name: split.map(
             cut,
             batched=True,
+            fn_kwargs={"strategy": strategy(name)},
             remove_columns=[c for c in split.column_names if c != "label"],
             desc=f"Tokenizing {name}",
         )
         for name, split in splits.items()
     }
+
+
+class WindowPerEpoch:
+    """A train split that gives each review once per epoch, through one of its windows.
+
+    Epoch `e` reads window `order[e % n]` of a review's `n`, in an order shuffled per review by
+    `seed`: a review of `n` windows is read whole in `n` epochs, at the cost of one window per
+    epoch. The Trainer's DataLoader (accelerate) indexes it and calls `set_epoch` each epoch.
+
+        >>> data = WindowPerEpoch([[[1, 2], [3, 4]]], labels=[0], seed=0)
+        >>> sorted(data.set_epoch(epoch) or data[0]["input_ids"] for epoch in (0, 1))
+        [[1, 2], [3, 4]]
+    """
+
+    def __init__(self, windows: list[list[list[int]]], labels: list[int], seed: int) -> None:
+        self.windows, self.labels, self.seed, self.epoch = windows, labels, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        options = self.windows[index]  # an IndexError past the end stops iteration, as it should
+        order = np.random.default_rng([self.seed, index]).permutation(len(options))
+        ids = options[order[self.epoch % len(options)]]
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "label": self.labels[index]}
 
 
 def training_arguments(config: TrainConfig, checkpoints: Path) -> Any:
@@ -531,6 +572,9 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     checkpoints = Path(config.checkpoint_dir) / Path(config.output_dir).name
     shutil.rmtree(checkpoints, ignore_errors=True)  # scratch from an earlier run
     callbacks = [epoch_summary()]
+    train_split = tokens["train"]
+    if "windows" in train_split.column_names:  # --truncation sliding
+        train_split = WindowPerEpoch(train_split["windows"], train_split["label"], config.seed)
     if config.report_to == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
@@ -541,7 +585,7 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     trainer = Trainer(
         model=model,
         args=training_arguments(config, checkpoints),
-        train_dataset=tokens["train"],
+        train_dataset=train_split,
         eval_dataset=tokens["validation"],  # the test split never reaches model selection
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),

@@ -43,9 +43,8 @@ def clean_text(text: str) -> str:
 
 # How a review longer than the token budget is read. `head` keeps its start; `head+tail` its
 # start and its end (where reviewers sum up: "8/10, see it"); `sliding` reads all of it in
-# overlapping windows and averages their predictions (inference only: one review, many rows).
+# overlapping windows: inference averages their predictions, training reads one per epoch.
 STRATEGIES = ("head", "head+tail", "sliding")
-TRAINING_STRATEGIES = ("head", "head+tail")
 # Tokens two sliding windows share, as a share of the window: a sentence cut at one window's
 # edge is read whole by the next.
 WINDOW_OVERLAP = 0.25

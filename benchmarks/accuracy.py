@@ -141,6 +141,19 @@ CELLS = {
             inference=("head+tail", "sliding"),
         ),
         Cell(
+            "sliding-train",
+            "the default recipe, trained on one sliding window of each review per epoch, a "
+            "different one each epoch, instead of head+tail",
+            DEFAULT | {"truncation": "sliding"},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
+            "sliding-train-3-grouped",
+            "sliding-train, 3 epochs, batches grouped by length (to fit the time budget)",
+            DEFAULT | {"truncation": "sliding", "epochs": 3.0, "group_by_length": True},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
             "mean-256",
             "card batch settings, cleaning, head+tail, mean pooling, the epoch picked on 10% "
             "of the subset",

@@ -278,7 +278,7 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--truncation", "sliding"], "--truncation takes head or head+tail"),
+        (["--truncation", "middle"], "--truncation takes head, head+tail, sliding"),
         (["--inference-truncation", "middle"], "--inference-truncation takes head, head+tail"),
         (["--head-fraction", "1.5"], "--head-fraction must lie between 0 and 1"),
     ],
@@ -322,6 +322,56 @@ def test_training_reads_what_the_truncation_says(truncation, ends_with_tail, bas
     tail = tokenizer.convert_tokens_to_ids(["awful", "dull", "[SEP]"])
     assert len(ids) == MAX_LENGTH
     assert (ids[-3:] == tail) is ends_with_tail
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_sliding_training_reads_a_long_review_whole_across_epochs(tmp_path, base_model, grouped):
+    """Each epoch trains on one window of a long review, a different one each time, so three
+    epochs read all three of its windows; validation reads it head+tail, one row per review."""
+    from datasets import Dataset
+
+    from utils import encode
+
+    config = train.TrainConfig(
+        model=str(base_model),
+        max_length=MAX_LENGTH,
+        truncation="sliding",
+        epochs=3,
+        group_by_length=grouped,
+        output_dir=str(tmp_path / "model"),
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+    )
+    long = "great " * 40 + "the plot " * 14 + "awful dull"  # 70 words: 3 windows of 30
+    short = ["loved it", "hated it", "superb film"]
+    splits = {
+        "train": Dataset.from_list(
+            [{"text": t, "label": i % 2} for i, t in enumerate([long, *short])]
+        ),
+        "validation": Dataset.from_list(
+            [{"text": long, "label": 0}, {"text": short[0], "label": 1}]
+        ),
+    }
+    tokenizer, trainer = train.prepare(config, splits)
+    windows = encode(tokenizer, [long], "sliding")["input_ids"]
+    assert len(windows) == 3 and all(len(w) == MAX_LENGTH for w in windows)
+    (validation, _) = trainer.eval_dataset["input_ids"]
+    assert validation == encode(tokenizer, [long], "head+tail")["input_ids"][0]
+
+    read: list[list[int]] = []  # the long review's rows in training batches, in order
+    collate = trainer.data_collator
+
+    def spy(features):
+        batch = collate(features)
+        for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
+            if int(mask.sum()) == MAX_LENGTH:
+                read.append(ids.tolist())
+        return batch
+
+    trainer.data_collator = spy
+    trainer.train()
+    training_rows = [ids for ids in read if ids != validation]
+    assert len(training_rows) == 3  # one per epoch
+    assert sorted(training_rows) == sorted(windows)
 
 
 # ---------------------------------------------------------------------------------------------
