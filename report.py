@@ -314,10 +314,18 @@ classifier("A moving, beautifully acted film.")
 {POOLING_NOTE if remote_code else ""}
 
 The pipeline reads the first {cut} tokens of a review only. Training removed IMDB's `<br />`
-tags and cut long reviews by `{config.get("truncation", "head")}`; `infer.py` from the project
+tags and {training_cut(config)}; `infer.py` from the project
 removes the tags too, reads long reviews by `{strategy}`, and reports how many tokens of each
 review it read.
 """
+
+
+def training_cut(config: dict[str, Any]) -> str:
+    """How training read long reviews, for a run's saved `config`, as a clause."""
+    strategy = config.get("truncation", "head")
+    if strategy == "sliding":
+        return "read each long review through one of its overlapping windows per epoch"
+    return f"cut long reviews by `{strategy}`"
 
 
 def served_strategy(config: dict[str, Any]) -> str:

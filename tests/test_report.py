@@ -15,7 +15,7 @@ from PIL import Image
 
 import app
 import main
-from report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS
+from report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS, card_body
 
 TIMING = ("seconds", "reviews_per_second")
 
@@ -87,6 +87,14 @@ def test_model_card_metadata_matches_metrics_json(model_dir):
     assert all(result.dataset_split == "test" for result in card.data.eval_results)
     assert "points |" in text and 'pipeline("text-classification"' in text
     assert f"first {MAX_LENGTH} tokens" in text
+
+
+def test_model_card_says_how_training_read_long_reviews(model_dir):
+    report = metrics(model_dir)
+    assert "cut long reviews by `head+tail`" in card_body(report)
+    report["config"]["truncation"] = "sliding"
+    body = card_body(report)
+    assert "one of its overlapping windows per epoch" in body and "`sliding`;" not in body
 
 
 def test_evaluate_reproduces_the_saved_test_metrics(tmp_path, model_dir, capsys):
