@@ -480,16 +480,16 @@ def tokenize(
             windows[review].append(ids)
         return {"windows": windows}
 
-    def strategy(name: str) -> str:
-        return (
-            "head+tail" if config.truncation == "sliding" and name != "train" else config.truncation
-        )
+    def strategy_for(name: str) -> str:  # the Trainer scores evaluation splits a row per review
+        if config.truncation == "sliding" and name != "train":
+            return "head+tail"
+        return config.truncation
 
     return {
         name: split.map(
             cut,
             batched=True,
-            fn_kwargs={"strategy": strategy(name)},
+            fn_kwargs={"strategy": strategy_for(name)},
             remove_columns=[c for c in split.column_names if c != "label"],
             desc=f"Tokenizing {name}",
         )
