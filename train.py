@@ -97,6 +97,13 @@ class TrainConfig:
     )
     epochs: float = field(default=2.0, metadata={"help": "passes over the training split"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "peak learning rate of the new classifier head, the layers outside the base "
+            "model (default: --learning-rate)"
+        },
+    )
     warmup_ratio: float = field(
         default=0.1, metadata={"help": "share of optimizer steps spent warming up"}
     )
@@ -169,8 +176,8 @@ class TrainConfig:
 def check_config(config: TrainConfig) -> None:
     """Raise UsageError for settings that cannot work, before anything is loaded."""
     positive = ("epochs", "learning_rate", "max_length", "batch_size", "grad_accum")
-    for name in positive:
-        if getattr(config, name) <= 0:
+    for name in (*positive, "head_learning_rate"):
+        if getattr(config, name) is not None and getattr(config, name) <= 0:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be positive, got {getattr(config, name)}.")
     if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
@@ -596,7 +603,38 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     # forward has **kwargs to normalise by the accumulated batch itself, skips its division by
     # grad_accum, and so sums the means: gradients and logged loss grad_accum times too large.
     trainer.loss_is_scaled_for_ga = False
+    if config.head_learning_rate is not None:
+        trainer.optimizer = head_rate_optimizer(trainer, config.head_learning_rate)
     return trainer
+
+
+def head_rate_optimizer(trainer: Any, head_rate: float) -> Any:
+    """The optimizer the Trainer would build, except that the head learns at `head_rate`.
+
+    The head is every parameter outside the base model (`model.base_model_prefix`): the
+    classifier, and DistilBERT's pre-classifier. The Trainer's schedule scales each group's rate.
+    """
+    from transformers import Trainer
+
+    model, args = trainer.model, trainer.args
+    decay = set(trainer.get_decay_parameter_names(model))
+    base = model.base_model_prefix + "."
+    groups: dict[tuple[bool, bool], list[Any]] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups.setdefault((not name.startswith(base), name in decay), []).append(parameter)
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    return optimizer_cls(
+        [
+            {
+                "params": parameters,
+                "lr": head_rate if head else args.learning_rate,
+                "weight_decay": args.weight_decay if decays else 0.0,
+            }
+            for (head, decays), parameters in groups.items()
+        ],
+        **kwargs,
+    )
 
 
 def epoch_summary() -> Any:

@@ -140,6 +140,16 @@ CELLS = {
             DEFAULT | {"epochs": 3.0, "group_by_length": True},
             inference=("head+tail", "sliding"),
         ),
+        *(
+            Cell(
+                f"head-lr-{rate:g}",
+                f"the default recipe, the new classifier head learning at {rate:g} (the encoder "
+                "at 5e-5)",
+                DEFAULT | {"head_learning_rate": rate},
+                inference=("head+tail", "sliding"),
+            )
+            for rate in (1e-3, 3e-3)
+        ),
         Cell(
             "sliding-train",
             "the default recipe, trained on one sliding window of each review per epoch, a "

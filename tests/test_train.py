@@ -138,6 +138,36 @@ def test_freeze_embeddings_keeps_the_token_table_and_trains_the_rest(
     assert not load_file(model_dir / "model.safetensors")[f"encoder.{table}"].equal(base[table])
 
 
+@pytest.mark.parametrize(
+    ("flags", "head_rate"),
+    [
+        ([], 1e-4),
+        (["--head-learning-rate", "1e-2"], 1e-2),
+        (["--pooling", "cls"], 1e-4),
+        (["--pooling", "cls", "--head-learning-rate", "1e-2"], 1e-2),
+    ],
+)
+def test_the_head_learns_at_its_own_rate(flags, head_rate, tmp_path, base_model, data_dir):
+    one_step = ["--subset", "4", "--val-reviews", "2", "--epochs", "1", "--warmup-ratio", "0"]
+    args = train_args(base_model, data_dir, tmp_path / "model", *one_step, *flags)
+    args += ["--weight-decay", "0", "--learning-rate", "1e-4"]
+    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
+    _, trainer = train.prepare(config, train.make_splits(train.load_data(str(data_dir)), config))
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.state.global_step == 1
+    moved = {name: (p.detach() - before[name]).abs().max().item()
+             for name, p in trainer.model.named_parameters()}  # fmt: skip
+    base = trainer.model.base_model_prefix + "."
+    head = [step for name, step in moved.items() if not name.startswith(base)]
+    # Adam's first step moves every weight that has a gradient by its learning rate.
+    assert len(head) == (2 if config.pooling == "mean" else 4)  # DistilBERT's pre_classifier too
+    assert min(head) == pytest.approx(head_rate, rel=1e-2)
+    assert max(step for name, step in moved.items() if name.startswith(base)) == pytest.approx(
+        1e-4, rel=1e-2
+    )
+
+
 def padded_share(config: train.TrainConfig, data_dir: Path) -> float:
     """Share of the token slots in one epoch of training batches that are padding."""
     splits = train.make_splits(train.load_data(str(data_dir)), config)
@@ -281,6 +311,7 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
         (["--truncation", "middle"], "--truncation takes head, head+tail, sliding"),
         (["--inference-truncation", "middle"], "--inference-truncation takes head, head+tail"),
         (["--head-fraction", "1.5"], "--head-fraction must lie between 0 and 1"),
+        (["--head-learning-rate", "0"], "--head-learning-rate must be positive, got 0.0"),
     ],
 )
 def test_bad_truncation_flags_name_the_choices(flags, message, tmp_path, base_model, capsys):
