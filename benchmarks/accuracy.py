@@ -151,6 +151,12 @@ CELLS = {
             for rate in (1e-3, 3e-3)
         ),
         Cell(
+            "head-lr-0.001-3-grouped",
+            "head-lr-0.001, 3 epochs, batches grouped by length (to fit the time budget)",
+            DEFAULT | {"head_learning_rate": 1e-3, "epochs": 3.0, "group_by_length": True},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
             "sliding-train",
             "the default recipe, trained on one sliding window of each review per epoch, a "
             "different one each epoch, instead of head+tail",
