@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import platform
+import re
 import shutil
 import socket
 import tempfile
@@ -102,6 +103,13 @@ class TrainConfig:
         metadata={
             "help": "peak learning rate of the new classifier head, the layers outside the base "
             "model (default: --learning-rate)"
+        },
+    )
+    layer_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "each layer of the base model learns at this times the rate of the layer "
+            "above it, the top one at --learning-rate; 1: all alike"
         },
     )
     warmup_ratio: float = field(
@@ -189,6 +197,8 @@ def check_config(config: TrainConfig) -> None:
             f"--inference-truncation takes {', '.join(STRATEGIES)}, "
             f"got {config.inference_truncation!r}."
         )
+    if not 0 < config.layer_decay <= 1:
+        raise UsageError(f"--layer-decay must lie in (0, 1], got {config.layer_decay}.")
     if not 0 <= config.head_fraction <= 1:
         raise UsageError(f"--head-fraction must lie between 0 and 1, got {config.head_fraction}.")
     if config.pooling not in POOLINGS:
@@ -603,35 +613,62 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     # forward has **kwargs to normalise by the accumulated batch itself, skips its division by
     # grad_accum, and so sums the means: gradients and logged loss grad_accum times too large.
     trainer.loss_is_scaled_for_ga = False
-    if config.head_learning_rate is not None:
-        trainer.optimizer = head_rate_optimizer(trainer, config.head_learning_rate)
+    if config.head_learning_rate is not None or config.layer_decay != 1:
+        trainer.optimizer = layered_optimizer(trainer, config)
     return trainer
 
 
-def head_rate_optimizer(trainer: Any, head_rate: float) -> Any:
-    """The optimizer the Trainer would build, except that the head learns at `head_rate`.
+LAYER = re.compile(
+    r"\.layer\.(\d+)\."
+)  # BERT's encoder.layer.3., DistilBERT's transformer.layer.3.
 
-    The head is every parameter outside the base model (`model.base_model_prefix`): the
-    classifier, and DistilBERT's pre-classifier. The Trainer's schedule scales each group's rate.
+
+def parameter_rates(model: Any, config: TrainConfig) -> dict[str, float]:
+    """The peak learning rate of each trainable parameter, by name.
+
+    The head (every parameter outside the base model, `model.base_model_prefix`: the classifier,
+    and DistilBERT's pre-classifier) learns at --head-learning-rate. The base model's top layer
+    learns at --learning-rate, each layer below at --layer-decay times the one above, and the
+    embeddings one step below the lowest layer.
+
+        >>> parameter_rates(model, TrainConfig(head_learning_rate=1e-3))["classifier.bias"]
+        0.001
+    """
+    base = model.base_model_prefix + "."
+    names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    depth = {name: int(match.group(1)) for name in names if (match := LAYER.search(name))}
+    top = max(depth.values(), default=-1)
+
+    def rate(name: str) -> float:
+        if not name.startswith(base):
+            return config.head_learning_rate or config.learning_rate
+        if name in depth:
+            return config.learning_rate * config.layer_decay ** (top - depth[name])
+        if ".embeddings." in name:
+            return config.learning_rate * config.layer_decay ** (top + 1)
+        return config.learning_rate  # above the layers, as BERT's pooler
+
+    return {name: rate(name) for name in names}
+
+
+def layered_optimizer(trainer: Any, config: TrainConfig) -> Any:
+    """The optimizer the Trainer would build, each parameter at its `parameter_rates` rate.
+
+    The Trainer's warmup and decay then scale every group's rate alike.
     """
     from transformers import Trainer
 
     model, args = trainer.model, trainer.args
-    decay = set(trainer.get_decay_parameter_names(model))
-    base = model.base_model_prefix + "."
-    groups: dict[tuple[bool, bool], list[Any]] = {}
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            groups.setdefault((not name.startswith(base), name in decay), []).append(parameter)
+    decays = set(trainer.get_decay_parameter_names(model))
+    groups: dict[tuple[float, bool], list[Any]] = {}
+    parameters = dict(model.named_parameters())
+    for name, rate in parameter_rates(model, config).items():
+        groups.setdefault((rate, name in decays), []).append(parameters[name])
     optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
     return optimizer_cls(
         [
-            {
-                "params": parameters,
-                "lr": head_rate if head else args.learning_rate,
-                "weight_decay": args.weight_decay if decays else 0.0,
-            }
-            for (head, decays), parameters in groups.items()
+            {"params": group, "lr": rate, "weight_decay": args.weight_decay if decay else 0.0}
+            for (rate, decay), group in groups.items()
         ],
         **kwargs,
     )

@@ -139,15 +139,23 @@ def test_freeze_embeddings_keeps_the_token_table_and_trains_the_rest(
 
 
 @pytest.mark.parametrize(
-    ("flags", "head_rate"),
+    ("flags", "head", "layer", "embeddings"),
     [
-        ([], 1e-4),
-        (["--head-learning-rate", "1e-2"], 1e-2),
-        (["--pooling", "cls"], 1e-4),
-        (["--pooling", "cls", "--head-learning-rate", "1e-2"], 1e-2),
+        ([], 1e-4, 1e-4, 1e-4),
+        (["--head-learning-rate", "1e-2"], 1e-2, 1e-4, 1e-4),
+        (["--layer-decay", "0.5"], 1e-4, 1e-4, 5e-5),
+        (["--pooling", "cls"], 1e-4, 1e-4, 1e-4),
+        (
+            ["--pooling", "cls", "--head-learning-rate", "1e-2", "--layer-decay", "0.5"],
+            1e-2,
+            1e-4,
+            5e-5,
+        ),
     ],
 )
-def test_the_head_learns_at_its_own_rate(flags, head_rate, tmp_path, base_model, data_dir):
+def test_each_part_learns_at_its_own_rate(
+    flags, head, layer, embeddings, tmp_path, base_model, data_dir
+):
     one_step = ["--subset", "4", "--val-reviews", "2", "--epochs", "1", "--warmup-ratio", "0"]
     args = train_args(base_model, data_dir, tmp_path / "model", *one_step, *flags)
     args += ["--weight-decay", "0", "--learning-rate", "1e-4"]
@@ -156,16 +164,21 @@ def test_the_head_learns_at_its_own_rate(flags, head_rate, tmp_path, base_model,
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     trainer.train()
     assert trainer.state.global_step == 1
-    moved = {name: (p.detach() - before[name]).abs().max().item()
-             for name, p in trainer.model.named_parameters()}  # fmt: skip
     base = trainer.model.base_model_prefix + "."
-    head = [step for name, step in moved.items() if not name.startswith(base)]
-    # Adam's first step moves every weight that has a gradient by its learning rate.
-    assert len(head) == (2 if config.pooling == "mean" else 4)  # DistilBERT's pre_classifier too
-    assert min(head) == pytest.approx(head_rate, rel=1e-2)
-    assert max(step for name, step in moved.items() if name.startswith(base)) == pytest.approx(
-        1e-4, rel=1e-2
-    )
+    moved: dict[str, list[float]] = {"head": [], "layer": [], "embeddings": []}
+    for name, parameter in trainer.model.named_parameters():
+        # The tiny model has one layer: the top one, at --learning-rate.
+        part = "head" if not name.startswith(base) else "layer"
+        part = "embeddings" if ".embeddings." in name else part
+        moved[part].append((parameter.detach() - before[name]).abs().max().item())
+    # Adam's first step moves every weight that has a gradient by its learning rate. (Some
+    # have none: attention's key bias cancels in the softmax.)
+    rates = {"head": head, "layer": layer, "embeddings": embeddings}
+    for part, steps in moved.items():
+        assert max(steps) == pytest.approx(rates[part], rel=1e-2), part
+    assert min(moved["head"]) == pytest.approx(head, rel=1e-2)
+    # DistilBERT's own head has a pre-classifier too.
+    assert len(moved["head"]) == (2 if config.pooling == "mean" else 4)
 
 
 def padded_share(config: train.TrainConfig, data_dir: Path) -> float:
@@ -312,6 +325,7 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
         (["--inference-truncation", "middle"], "--inference-truncation takes head, head+tail"),
         (["--head-fraction", "1.5"], "--head-fraction must lie between 0 and 1"),
         (["--head-learning-rate", "0"], "--head-learning-rate must be positive, got 0.0"),
+        (["--layer-decay", "1.5"], "--layer-decay must lie in (0, 1], got 1.5"),
     ],
 )
 def test_bad_truncation_flags_name_the_choices(flags, message, tmp_path, base_model, capsys):
