@@ -98,11 +98,16 @@ class TrainConfig:
     )
     epochs: float = field(default=2.0, metadata={"help": "passes over the training split"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})
+    # The new head starts at random, its weights about 0.02 in size. A logistic regression on
+    # MiniLM's mean token states gives weights of about 0.5, but AdamW at 5e-5 moves a weight by
+    # at most about 0.0125 in the 500 updates of two epochs (warm-up and decay included). With
+    # the head at 1e-3 the default tested 0.25 to 0.8 points more accurate on three seeds, in
+    # the same time (README, "Accuracy benchmark").
     head_learning_rate: float | None = field(
-        default=None,
+        default=1e-3,
         metadata={
             "help": "peak learning rate of the new classifier head, the layers outside the base "
-            "model (default: --learning-rate)"
+            "model (give --learning-rate's value to train all layers alike)"
         },
     )
     layer_decay: float = field(
@@ -589,7 +594,10 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     checkpoints = Path(config.checkpoint_dir) / Path(config.output_dir).name
     shutil.rmtree(checkpoints, ignore_errors=True)  # scratch from an earlier run
     callbacks = [epoch_summary()]
-    train_split = tokens["train"]
+    train_split, validation = tokens["train"], tokens["validation"]
+    # Batches of reviews of like length pad less: 17% fewer token slots for the default's 500
+    # validation reviews in batches of 32. A review scores the same in any batch.
+    validation = validation.select(np.argsort([len(ids) for ids in validation["input_ids"]]))
     if "windows" in train_split.column_names:  # --truncation sliding
         train_split = WindowPerEpoch(train_split["windows"], train_split["label"], config.seed)
     if config.report_to == "tensorboard":
@@ -603,7 +611,7 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
         model=model,
         args=training_arguments(config, checkpoints),
         train_dataset=train_split,
-        eval_dataset=tokens["validation"],  # the test split never reaches model selection
+        eval_dataset=validation,  # the test split never reaches model selection
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_validation_metrics,
@@ -958,6 +966,7 @@ def trained_config(saved: dict[str, Any], **overrides: Any) -> TrainConfig:
     # Models saved before these settings existed were trained on the head alone and read as
     # trained, with the base model's own [CLS] head, their epoch picked on 10% of the subset.
     before = {
+        "head_learning_rate": None,  # the head learnt at --learning-rate
         "truncation": "head",
         "inference_truncation": None,
         "pooling": "cls",

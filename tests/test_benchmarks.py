@@ -41,3 +41,11 @@ def test_reading_compares_strategies_on_reviews_the_model_never_saw(model_dir, d
     )
     assert "gained" not in rows["sliding"]  # the served strategy is the reference
     assert "| sliding |" in reading.table(compared, "sliding", "about")
+
+
+def test_the_default_cell_is_main_py_as_shipped():
+    import accuracy
+
+    shipped = train.TrainConfig()
+    overrides = accuracy.CELLS["default"].overrides
+    assert {key: getattr(shipped, key) for key in overrides} == overrides

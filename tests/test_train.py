@@ -141,10 +141,11 @@ def test_freeze_embeddings_keeps_the_token_table_and_trains_the_rest(
 @pytest.mark.parametrize(
     ("flags", "head", "layer", "embeddings"),
     [
-        ([], 1e-4, 1e-4, 1e-4),
+        ([], 1e-3, 1e-4, 1e-4),  # the default head rate
+        (["--head-learning-rate", "1e-4"], 1e-4, 1e-4, 1e-4),
         (["--head-learning-rate", "1e-2"], 1e-2, 1e-4, 1e-4),
-        (["--layer-decay", "0.5"], 1e-4, 1e-4, 5e-5),
-        (["--pooling", "cls"], 1e-4, 1e-4, 1e-4),
+        (["--layer-decay", "0.5"], 1e-3, 1e-4, 5e-5),
+        (["--pooling", "cls"], 1e-3, 1e-4, 1e-4),
         (
             ["--pooling", "cls", "--head-learning-rate", "1e-2", "--layer-decay", "0.5"],
             1e-2,
@@ -181,11 +182,12 @@ def test_each_part_learns_at_its_own_rate(
     assert len(moved["head"]) == (2 if config.pooling == "mean" else 4)
 
 
-def padded_share(config: train.TrainConfig, data_dir: Path) -> float:
-    """Share of the token slots in one epoch of training batches that are padding."""
+def padded_share(config: train.TrainConfig, data_dir: Path, split: str = "train") -> float:
+    """Share of the token slots in one epoch of `split` batches (train or validation) that pad."""
     splits = train.make_splits(train.load_data(str(data_dir)), config)
     _, trainer = train.prepare(config, splits)
-    masks = [batch["attention_mask"] for batch in trainer.get_train_dataloader()]
+    loader = trainer.get_train_dataloader() if split == "train" else trainer.get_eval_dataloader()
+    masks = [batch["attention_mask"] for batch in loader]
     return 1 - sum(int(mask.sum()) for mask in masks) / sum(mask.numel() for mask in masks)
 
 
@@ -198,6 +200,14 @@ def test_grouped_batches_carry_less_padding(tmp_path, base_model, data_dir):
     grouped_share, random_share = padded_share(config, data_dir), padded_share(random, data_dir)
     assert random_share > 0.05  # reviews of 10 to 40 words padded to their random partner
     assert grouped_share < random_share / 3
+
+
+def test_validation_batches_carry_little_padding(tmp_path, base_model, data_dir):
+    flags = ["--val-reviews", "60", "--eval-batch-size", "4"]
+    args = train_args(base_model, data_dir, tmp_path / "model", *flags)
+    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
+    # Random batches of 4 of these reviews leave 16% of their slots to padding (measured).
+    assert padded_share(config, data_dir, "validation") < 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,7 +409,7 @@ def test_sliding_training_reads_a_long_review_whole_across_epochs(tmp_path, base
     tokenizer, trainer = train.prepare(config, splits)
     windows = encode(tokenizer, [long], "sliding")["input_ids"]
     assert len(windows) == 3 and all(len(w) == MAX_LENGTH for w in windows)
-    (validation, _) = trainer.eval_dataset["input_ids"]
+    validation = max(trainer.eval_dataset["input_ids"], key=len)  # the other is "loved it"
     assert validation == encode(tokenizer, [long], "head+tail")["input_ids"][0]
 
     read: list[list[int]] = []  # the long review's rows in training batches, in order
