@@ -626,9 +626,8 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     return trainer
 
 
-LAYER = re.compile(
-    r"\.layer\.(\d+)\."
-)  # BERT's encoder.layer.3., DistilBERT's transformer.layer.3.
+# The layer index in a parameter name: BERT's encoder.layer.3.*, DistilBERT's transformer.layer.3.*
+LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
 def parameter_rates(model: Any, config: TrainConfig) -> dict[str, float]:
@@ -885,7 +884,8 @@ def prepare(config: TrainConfig, splits: dict[str, Any], clean: bool = True) -> 
     set_seed(config.seed)  # before the classifier head is initialised
     tokenizer, model = load_base(config)
     logger.info(
-        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, batch %d x %d, lr %g",
+        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, batch %d x %d, "
+        "lr %g (head %g)",
         config.model,
         model.num_parameters() / 1e6,
         config.pooling,
@@ -895,6 +895,7 @@ def prepare(config: TrainConfig, splits: dict[str, Any], clean: bool = True) -> 
         config.batch_size,
         config.grad_accum,
         config.learning_rate,
+        config.head_learning_rate or config.learning_rate,
     )
     fit = {name: splits[name] for name in ("train", "validation")}  # the test split stays out
     tokens = tokenize(fit, tokenizer, config, clean)
