@@ -547,7 +547,7 @@ def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: in
     ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
     ax.margins(x=0.08, y=0.15)  # room for the labels above the points
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
