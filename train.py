@@ -177,6 +177,11 @@ class TrainConfig:
     )
 
     @property
+    def head_rate(self) -> float:
+        """The new head's peak learning rate: --head-learning-rate, else --learning-rate."""
+        return self.head_learning_rate or self.learning_rate
+
+    @property
     def reading(self) -> str:
         """How the published model reads long reviews: --inference-truncation, else --truncation."""
         return self.inference_truncation or self.truncation
@@ -190,9 +195,10 @@ def check_config(config: TrainConfig) -> None:
     """Raise UsageError for settings that cannot work, before anything is loaded."""
     positive = ("epochs", "learning_rate", "max_length", "batch_size", "grad_accum")
     for name in (*positive, "head_learning_rate"):
-        if getattr(config, name) is not None and getattr(config, name) <= 0:
+        value = getattr(config, name)
+        if value is not None and value <= 0:  # None: the head at --learning-rate
             flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} must be positive, got {getattr(config, name)}.")
+            raise UsageError(f"{flag} must be positive, got {value}.")
     if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
         raise UsageError("--subset and --test-subset count reviews: use 0 (all) or more.")
     if config.truncation not in STRATEGIES:
@@ -621,8 +627,7 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     # forward has **kwargs to normalise by the accumulated batch itself, skips its division by
     # grad_accum, and so sums the means: gradients and logged loss grad_accum times too large.
     trainer.loss_is_scaled_for_ga = False
-    if config.head_learning_rate is not None or config.layer_decay != 1:
-        trainer.optimizer = layered_optimizer(trainer, config)
+    trainer.optimizer = layered_optimizer(trainer, config)
     return trainer
 
 
@@ -638,7 +643,7 @@ def parameter_rates(model: Any, config: TrainConfig) -> dict[str, float]:
     learns at --learning-rate, each layer below at --layer-decay times the one above, and the
     embeddings one step below the lowest layer.
 
-        >>> parameter_rates(model, TrainConfig(head_learning_rate=1e-3))["classifier.bias"]
+        >>> parameter_rates(model, TrainConfig())["classifier.bias"]  # doctest: +SKIP
         0.001
     """
     base = model.base_model_prefix + "."
@@ -648,7 +653,7 @@ def parameter_rates(model: Any, config: TrainConfig) -> dict[str, float]:
 
     def rate(name: str) -> float:
         if not name.startswith(base):
-            return config.head_learning_rate or config.learning_rate
+            return config.head_rate
         if name in depth:
             return config.learning_rate * config.layer_decay ** (top - depth[name])
         if ".embeddings." in name:
@@ -659,9 +664,9 @@ def parameter_rates(model: Any, config: TrainConfig) -> dict[str, float]:
 
 
 def layered_optimizer(trainer: Any, config: TrainConfig) -> Any:
-    """The optimizer the Trainer would build, each parameter at its `parameter_rates` rate.
-
-    The Trainer's warmup and decay then scale every group's rate alike.
+    """The optimizer the Trainer would build, each parameter at its `parameter_rates` rate
+    (with one rate for all, the Trainer's own groups). Its warm-up and decay scale every group's
+    rate alike.
     """
     from transformers import Trainer
 
@@ -895,7 +900,7 @@ def prepare(config: TrainConfig, splits: dict[str, Any], clean: bool = True) -> 
         config.batch_size,
         config.grad_accum,
         config.learning_rate,
-        config.head_learning_rate or config.learning_rate,
+        config.head_rate,
     )
     fit = {name: splits[name] for name in ("train", "validation")}  # the test split stays out
     tokens = tokenize(fit, tokenizer, config, clean)
