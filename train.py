@@ -50,6 +50,8 @@ LABELS = ("NEGATIVE", "POSITIVE")
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl")
 REPORT_TO = ("none", "tensorboard")
 POOLINGS = ("mean", "cls")
+HEAD_INITS = ("random", "probe")
+PROBE_C = 1.0  # inverse L2 strength of the probe; sklearn's default
 TENSORBOARD_DIR = Path("runs")
 
 
@@ -168,6 +170,14 @@ class TrainConfig:
         default=False,
         metadata={"help": "keep the base model's token embeddings as pretrained"},
     )
+    head_init: str = field(
+        default="random",
+        metadata={
+            "help": "how the new classifier head starts: 'random', or 'probe': fitted first as a "
+            "logistic regression on the base model's features of the training reviews (one "
+            "pass over them, counted in the training time), then fine-tuned with the rest"
+        },
+    )
     eval_batch_size: int = field(
         default=32, metadata={"help": "reviews per step when evaluating (memory only)"}
     )
@@ -212,6 +222,8 @@ def check_config(config: TrainConfig) -> None:
         raise UsageError(f"--layer-decay must lie in (0, 1], got {config.layer_decay}.")
     if not 0 <= config.head_fraction <= 1:
         raise UsageError(f"--head-fraction must lie between 0 and 1, got {config.head_fraction}.")
+    if config.head_init not in HEAD_INITS:
+        raise UsageError(f"--head-init takes {' or '.join(HEAD_INITS)}, got {config.head_init!r}.")
     if config.pooling not in POOLINGS:
         raise UsageError(f"--pooling takes {' or '.join(POOLINGS)}, got {config.pooling!r}.")
     if config.report_to not in REPORT_TO:
@@ -606,6 +618,8 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     validation = validation.select(np.argsort([len(ids) for ids in validation["input_ids"]]))
     if "windows" in train_split.column_names:  # --truncation sliding
         train_split = WindowPerEpoch(train_split["windows"], train_split["label"], config.seed)
+    if config.head_init == "probe":
+        callbacks.append(probe_head(train_split, DataCollatorWithPadding(tokenizer), config))
     if config.report_to == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
@@ -684,6 +698,91 @@ def layered_optimizer(trainer: Any, config: TrainConfig) -> Any:
         ],
         **kwargs,
     )
+
+
+def classifier_layer(model: Any) -> Any:
+    """The linear layer that turns the head's features into logits: `model.classifier`."""
+    from torch import nn
+
+    layer = getattr(model, "classifier", None)
+    if not isinstance(layer, nn.Linear):
+        raise UsageError(
+            f"--head-init probe needs a linear `classifier` layer, which {type(model).__name__} "
+            "lacks; use --head-init random."
+        )
+    return layer
+
+
+def head_features(model: Any, batches: Any) -> tuple[np.ndarray, np.ndarray]:
+    """What the classifier layer reads, (reviews, features), and the labels, over `batches`
+    (the model in eval mode: no dropout)."""
+    import torch
+
+    layer, features, labels = classifier_layer(model), [], []
+    hook = layer.register_forward_hook(lambda _, inputs, __: features.append(inputs[0].float()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                labels.append(batch.pop("labels"))
+                model(**{key: value.to(model.device) for key, value in batch.items()})
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(features).cpu().numpy(), torch.cat(labels).numpy()
+
+
+def fit_probe(model: Any, features: np.ndarray, labels: np.ndarray) -> float:
+    """Set the classifier layer to a logistic regression fitted on (`features`, `labels`);
+    return its accuracy on them. With two labels the logits are -z/2 and z/2 for the
+    regression's log-odds z, so the softmax gives its probabilities."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    probe = LogisticRegression(C=PROBE_C, max_iter=1000).fit(features, labels)
+    weight, bias = probe.coef_, probe.intercept_
+    if len(probe.classes_) == 2:
+        weight, bias = np.vstack([-weight / 2, weight / 2]), np.hstack([-bias / 2, bias / 2])
+    layer = classifier_layer(model)
+    if len(probe.classes_) != layer.out_features:
+        raise UsageError(
+            f"--head-init probe: the training reviews hold {len(probe.classes_)} of the "
+            f"{layer.out_features} labels; use more reviews (--subset) or --head-init random."
+        )
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
+        layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    return float(probe.score(features, labels))
+
+
+def probe_head(train_split: Any, collator: Any, config: TrainConfig) -> Any:
+    """A Trainer callback that fits the classifier layer as a linear probe when training begins
+    (LP-FT: Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features"), so the encoder's
+    first updates follow a head that already reads sentiment, not a random one."""
+    from torch.utils.data import DataLoader
+    from transformers import TrainerCallback
+
+    class ProbeHead(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            started = time.perf_counter()
+            # The reviews as epoch 1 reads them (with --truncation sliding, its window of each),
+            # shortest first to pad little, through a loader of their own: the training
+            # loader's shuffle draws stay as they are without the probe.
+            rows = sorted(
+                (train_split[i] for i in range(len(train_split))), key=lambda r: len(r["input_ids"])
+            )
+            batches = DataLoader(rows, batch_size=config.eval_batch_size, collate_fn=collator)
+            accuracy = fit_probe(kwargs["model"], *head_features(kwargs["model"], batches))
+            logger.info(
+                "Head fitted as a linear probe on %d training reviews in %.0f s: %.1f%% of them "
+                "right before fine-tuning",
+                len(rows),
+                time.perf_counter() - started,
+                100 * accuracy,
+            )
+
+    return ProbeHead()
 
 
 def epoch_summary() -> Any:

@@ -135,6 +135,13 @@ CELLS = {
             inference=("head+tail", "sliding"),
         ),
         Cell(
+            "probe-head",
+            "the default recipe, the head first fitted as a logistic regression on the "
+            "pretrained encoder's features of the training reviews (LP-FT)",
+            DEFAULT | {"head_init": "probe"},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
             "one-rate",
             "the default recipe before --head-learning-rate: the new head learning at the "
             "encoder's 5e-5",

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import signal
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from conftest import MAX_LENGTH, make_frame, run_script, train_args
+import torch
+from conftest import MAX_LENGTH, make_frame, run_script, train_args, train_in_process
 from safetensors.torch import load_file
 
 import infer
@@ -182,6 +185,42 @@ def test_each_part_learns_at_its_own_rate(
     assert len(moved["head"]) == (2 if config.pooling == "mean" else 4)
 
 
+# (With --pooling cls, the tiny DistilBERT's random pre-classifier gives the probe features of
+# almost no spread: nothing to fit.)
+@pytest.mark.parametrize("flags", [[], ["--truncation", "sliding"]])
+def test_a_probe_head_starts_as_the_logistic_regression_of_its_features(
+    flags, tmp_path, base_model, data_dir
+):
+    from sklearn.linear_model import LogisticRegression
+
+    args = train_args(base_model, data_dir, tmp_path / "model", "--head-init", "probe", *flags)
+    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
+    _, trainer = train.prepare(config, train.make_splits(train.load_data(str(data_dir)), config))
+    (probe,) = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "ProbeHead"]
+    # The reviews as the first epoch reads them, in the training loader's batches.
+    features, labels = train.head_features(trainer.model, trainer.get_train_dataloader())
+    expected = LogisticRegression(C=train.PROBE_C, max_iter=1000).fit(features, labels)
+    classifier = train.classifier_layer(trainer.model)
+
+    def probabilities() -> np.ndarray:
+        with torch.no_grad():
+            return classifier(torch.as_tensor(features)).softmax(-1).numpy()
+
+    assert not np.allclose(probabilities(), expected.predict_proba(features), atol=0.05)
+    probe.on_train_begin(trainer.args, trainer.state, trainer.control, model=trainer.model)
+    assert np.allclose(probabilities(), expected.predict_proba(features), atol=1e-3)
+    assert trainer.model.training  # dropout back on for fine-tuning
+    assert expected.score(features, labels) > 0.9  # the tiny reviews are easy to read
+
+
+def test_a_probe_head_is_fitted_inside_the_training_time(tmp_path, base_model, data_dir, caplog):
+    caplog.set_level(logging.INFO, logger="train")
+    model = train_in_process(tmp_path, base_model, data_dir, "--head-init", "probe")
+    assert "Head fitted as a linear probe on 120 training reviews" in caplog.text
+    saved = json.loads((model / "metrics.json").read_text())["config"]
+    assert saved["head_init"] == "probe"
+
+
 def padded_share(config: train.TrainConfig, data_dir: Path, split: str = "train") -> float:
     """Share of the token slots in one epoch of `split` batches (train or validation) that pad."""
     splits = train.make_splits(train.load_data(str(data_dir)), config)
@@ -336,6 +375,7 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
         (["--head-fraction", "1.5"], "--head-fraction must lie between 0 and 1"),
         (["--head-learning-rate", "0"], "--head-learning-rate must be positive, got 0.0"),
         (["--layer-decay", "1.5"], "--layer-decay must lie in (0, 1], got 1.5"),
+        (["--head-init", "zero"], "--head-init takes random or probe, got 'zero'"),
     ],
 )
 def test_bad_truncation_flags_name_the_choices(flags, message, tmp_path, base_model, capsys):
