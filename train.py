@@ -170,6 +170,14 @@ class TrainConfig:
         default=False,
         metadata={"help": "keep the base model's token embeddings as pretrained"},
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "validate, keep and publish an exponential moving average of the weights, "
+            "updated each optimizer step with this decay (0.99: about the last 100 steps); "
+            "0: the weights as trained"
+        },
+    )
     head_init: str = field(
         default="random",
         metadata={
@@ -218,6 +226,8 @@ def check_config(config: TrainConfig) -> None:
             f"--inference-truncation takes {', '.join(STRATEGIES)}, "
             f"got {config.inference_truncation!r}."
         )
+    if not 0 <= config.ema_decay < 1:
+        raise UsageError(f"--ema-decay must lie in [0, 1), got {config.ema_decay}.")
     if not 0 < config.layer_decay <= 1:
         raise UsageError(f"--layer-decay must lie in (0, 1], got {config.layer_decay}.")
     if not 0 <= config.head_fraction <= 1:
@@ -620,6 +630,8 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
         train_split = WindowPerEpoch(train_split["windows"], train_split["label"], config.seed)
     if config.head_init == "probe":
         callbacks.append(probe_head(train_split, DataCollatorWithPadding(tokenizer), config))
+    if config.ema_decay:  # after the probe: the average starts from the fitted head
+        callbacks.append(moving_average(config.ema_decay))
     if config.report_to == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
@@ -783,6 +795,51 @@ def probe_head(train_split: Any, collator: Any, config: TrainConfig) -> Any:
             )
 
     return ProbeHead()
+
+
+def moving_average(decay: float) -> Any:
+    """A Trainer callback that keeps an exponential moving average of the trainable weights and
+    swaps it in for each epoch's validation and checkpoint, so the best epoch is picked, and
+    published, as averaged. Training goes on from the raw weights.
+
+    The average starts at the initial weights with a shorter memory, decay (1 + t) / (10 + t)
+    at step t until that reaches `decay`, so the random head fades out within the first steps.
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    class MovingAverage(TrainerCallback):
+        def __init__(self) -> None:
+            self.weights: list[Any] = []
+            self.average: list[Any] = []
+            self.swapped = False
+
+        def swap(self) -> None:
+            with torch.no_grad():
+                for weight, average in zip(self.weights, self.average, strict=True):
+                    held = weight.detach().clone()
+                    weight.copy_(average)
+                    average.copy_(held)
+            self.swapped = not self.swapped
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.weights = [w for w in kwargs["model"].parameters() if w.requires_grad]
+            self.average = [w.detach().clone() for w in self.weights]
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.swapped:  # an epoch was validated on the average: train on from the weights
+                self.swap()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            step = state.global_step
+            weight = 1 - min(decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(self.average, [w.detach() for w in self.weights], weight)
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.swap()  # the Trainer validates and saves next
+
+    return MovingAverage()
 
 
 def epoch_summary() -> Any:

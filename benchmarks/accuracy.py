@@ -142,6 +142,19 @@ CELLS = {
             inference=("head+tail", "sliding"),
         ),
         Cell(
+            "ema-0.99",
+            "the default recipe, validated and published as a moving average of its weights "
+            "(decay 0.99 per update: about the last 100 of 250 updates an epoch)",
+            DEFAULT | {"ema_decay": 0.99},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
+            "head-lr-0.003",
+            "the default recipe, the new head at 3e-3",
+            DEFAULT | {"head_learning_rate": 3e-3},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
             "one-rate",
             "the default recipe before --head-learning-rate: the new head learning at the "
             "encoder's 5e-5",

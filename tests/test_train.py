@@ -221,6 +221,49 @@ def test_a_probe_head_is_fitted_inside_the_training_time(tmp_path, base_model, d
     assert saved["head_init"] == "probe"
 
 
+def train_recording(flags: list[str], tmp_path: Path, base_model: Path, data_dir: Path):
+    """A finished Trainer on the tiny model, and its classifier weight before training and after
+    each optimizer step, as training left it."""
+    from transformers import TrainerCallback, set_seed
+
+    args = train_args(base_model, data_dir, tmp_path / "model", "--epochs", "2", *flags)
+    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
+    _, trainer = train.prepare(config, train.make_splits(train.load_data(str(data_dir)), config))
+    weights: list[torch.Tensor] = []
+
+    class Record(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            weights.append(trainer.model.classifier.weight.detach().clone())
+
+        on_step_end = on_train_begin
+
+    trainer.add_callback(Record())
+    set_seed(config.seed)
+    trainer.train()
+    return trainer, weights
+
+
+def test_a_moving_average_is_validated_and_published_while_training_follows_the_weights(
+    tmp_path, base_model, data_dir
+):
+    decay = 0.9
+    trainer, weights = train_recording(["--ema-decay", str(decay)], tmp_path, base_model, data_dir)
+    plain, plain_weights = train_recording([], tmp_path, base_model, data_dir)
+    # The average never steers training: the same losses and weights, step by step.
+    losses = [[row.get("loss") for row in t.state.log_history] for t in (trainer, plain)]
+    assert losses[0] == losses[1]
+    assert all(a.equal(b) for a, b in zip(weights, plain_weights, strict=True))
+    # What was validated, kept and published is the average at the kept epoch's last step.
+    best = train.best_epoch(trainer.state.log_history)
+    kept = round(best["epoch"] * trainer.state.global_step / 2)
+    average = weights[0].clone()
+    for step, weight in enumerate(weights[1 : kept + 1], start=1):
+        average.lerp_(weight, 1 - min(decay, (1 + step) / (10 + step)))
+    published = trainer.model.classifier.weight.detach()
+    assert torch.allclose(published, average, atol=1e-6)
+    assert not torch.allclose(published, weights[kept], atol=1e-3)
+
+
 def padded_share(config: train.TrainConfig, data_dir: Path, split: str = "train") -> float:
     """Share of the token slots in one epoch of `split` batches (train or validation) that pad."""
     splits = train.make_splits(train.load_data(str(data_dir)), config)
@@ -375,6 +418,7 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
         (["--head-fraction", "1.5"], "--head-fraction must lie between 0 and 1"),
         (["--head-learning-rate", "0"], "--head-learning-rate must be positive, got 0.0"),
         (["--layer-decay", "1.5"], "--layer-decay must lie in (0, 1], got 1.5"),
+        (["--ema-decay", "1"], "--ema-decay must lie in [0, 1), got 1.0"),
         (["--head-init", "zero"], "--head-init takes random or probe, got 'zero'"),
     ],
 )
