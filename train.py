@@ -1129,6 +1129,8 @@ def trained_config(saved: dict[str, Any], **overrides: Any) -> TrainConfig:
     # trained, with the base model's own [CLS] head, their epoch picked on 10% of the subset.
     before = {
         "head_learning_rate": None,  # the head learnt at --learning-rate
+        "head_init": "random",
+        "ema_decay": 0.0,  # published as trained
         "truncation": "head",
         "inference_truncation": None,
         "pooling": "cls",
