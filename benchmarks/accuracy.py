@@ -142,16 +142,16 @@ CELLS = {
             inference=("head+tail", "sliding"),
         ),
         Cell(
-            "ema-0.99",
-            "the default recipe, validated and published as a moving average of its weights "
-            "(decay 0.99 per update: about the last 100 of 250 updates an epoch)",
-            DEFAULT | {"ema_decay": 0.99},
+            "probe-ema-0.99",
+            "probe-head, validated and published as a moving average of its weights (decay "
+            "0.99 per update: about the last 100 of 250 updates an epoch)",
+            DEFAULT | {"head_init": "probe", "ema_decay": 0.99},
             inference=("head+tail", "sliding"),
         ),
         Cell(
-            "head-lr-0.003",
-            "the default recipe, the new head at 3e-3",
-            DEFAULT | {"head_learning_rate": 3e-3},
+            "probe-one-rate",
+            "probe-head, the fitted head learning at the encoder's 5e-5 (LP-FT as published)",
+            ONE_RATE | {"head_init": "probe"},
             inference=("head+tail", "sliding"),
         ),
         Cell(
