@@ -752,16 +752,16 @@ def fit_probe(model: Any, features: np.ndarray, labels: np.ndarray) -> float:
     import torch
     from sklearn.linear_model import LogisticRegression
 
+    layer, held = classifier_layer(model), len(np.unique(labels))
+    if held != layer.out_features:  # a column of weights would be missing
+        raise UsageError(
+            f"--head-init probe: the training reviews hold {held} of the {layer.out_features} "
+            "labels; use more reviews (--subset) or --head-init random."
+        )
     probe = LogisticRegression(C=PROBE_C, max_iter=1000).fit(features, labels)
     weight, bias = probe.coef_, probe.intercept_
-    if len(probe.classes_) == 2:
+    if held == 2:
         weight, bias = np.vstack([-weight / 2, weight / 2]), np.hstack([-bias / 2, bias / 2])
-    layer = classifier_layer(model)
-    if len(probe.classes_) != layer.out_features:
-        raise UsageError(
-            f"--head-init probe: the training reviews hold {len(probe.classes_)} of the "
-            f"{layer.out_features} labels; use more reviews (--subset) or --head-init random."
-        )
     with torch.no_grad():
         layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
         layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
