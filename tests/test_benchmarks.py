@@ -6,13 +6,14 @@ import json
 import sys
 
 import numpy as np
-from conftest import ROOT
+from conftest import MAX_LENGTH, ROOT
 
 import infer
 import train
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import reading
+from accuracy import read_rows as accuracy_rows
 
 
 def test_reading_compares_strategies_on_reviews_the_model_never_saw(model_dir, data_dir):
@@ -49,3 +50,47 @@ def test_the_default_cell_is_main_py_as_shipped():
     shipped = train.TrainConfig()
     overrides = accuracy.CELLS["default"].overrides
     assert {key: getattr(shipped, key) for key in overrides} == overrides
+
+
+def test_sweep_runs_each_recipe_and_seed_once_and_resumes(base_model, data_dir, tmp_path):
+    import sweep
+
+    argv = [
+        "--model", str(base_model), "--data", str(data_dir), "--out", str(tmp_path),
+        "--recipes", "default", "smooth-0.1", "--seeds", "1", "2", "--workers", "2",
+        "--subset", "40", "--val-reviews", "12", "--max-length", str(MAX_LENGTH),
+        "--tuning-reviews", "20", "--test-reviews", "20", "--scratch", str(tmp_path / "work"),
+    ]  # fmt: skip
+    assert sweep.main(argv) == 0
+    rows = accuracy_rows(tmp_path / "sweep.csv")
+    assert sorted((r["recipe"], r["seed"]) for r in rows) == [
+        ("default", "1"), ("default", "2"), ("smooth-0.1", "1"), ("smooth-0.1", "2"),
+    ]  # fmt: skip
+    assert all(0 <= float(r["tuning_accuracy"]) <= 1 for r in rows)
+    assert not list(tmp_path.glob("rows-*.csv"))  # merged into sweep.csv
+    report = (tmp_path / "sweep.md").read_text()
+    assert "| smooth-0.1 | label smoothing 0.1 | 2 |" in report
+    assert sweep.main(argv) == 0  # everything done: nothing runs again
+    assert accuracy_rows(tmp_path / "sweep.csv") == rows
+
+
+def test_sweep_extras_set_dropout_and_a_smoothed_mean_loss(base_model, data_dir, tmp_path):
+    import sweep
+    import torch
+    from torch import nn
+
+    config = train.TrainConfig(
+        model=str(base_model), data=str(data_dir), subset=20, val_reviews=4,
+        max_length=MAX_LENGTH, output_dir=str(tmp_path / "model"),
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+    )  # fmt: skip
+    splits = train.make_splits(train.load_data(str(data_dir)), config)
+    _, trainer = train.prepare(config, splits)
+    sweep.apply_extras(trainer, {"dropout": 0.0, "label_smoothing": 0.2, "schedule": "cosine"})
+    assert {m.p for m in trainer.model.modules() if isinstance(m, nn.Dropout)} == {0.0}
+    assert trainer.args.lr_scheduler_type == "cosine"
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    logits = trainer.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    expected = nn.functional.cross_entropy(logits, batch["labels"], label_smoothing=0.2)
+    loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=torch.tensor(4))
+    assert torch.allclose(loss, expected)  # a micro-batch mean, as the model's own loss is
