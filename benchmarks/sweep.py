@@ -35,9 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # accuracy.py, beside this file
 
-import accuracy  # noqa: E402
+import accuracy
 
-import train  # noqa: E402  (accuracy put the project on the path)
+import train
 
 TUNING_REVIEWS = 2000  # held-out training reviews per job: one standard error is 0.75 points
 SEEDS = tuple(range(42, 50))
@@ -113,9 +113,7 @@ def apply_extras(trainer: Any, extras: dict[str, Any]) -> None:
         smoothing = extras["label_smoothing"]
 
         def smoothed(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
-            return nn.functional.cross_entropy(
-                outputs["logits"], labels, label_smoothing=smoothing
-            )
+            return nn.functional.cross_entropy(outputs["logits"], labels, label_smoothing=smoothing)
 
         trainer.compute_loss_func = smoothed
     if "schedule" in extras:
@@ -252,9 +250,7 @@ def summary(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
         for key in ("tuning_accuracy", "test_accuracy", "test_head_tail_accuracy"):
             values = np.array([float(r[key]) for r in runs.values()]) * 100
             line[key] = (values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan"))
-            paired = [
-                100 * (float(runs[s][key]) - float(base[s][key])) for s in runs if s in base
-            ]
+            paired = [100 * (float(runs[s][key]) - float(base[s][key])) for s in runs if s in base]
             if name != "default" and len(paired) > 1:
                 error = np.std(paired, ddof=1) / np.sqrt(len(paired))
                 line[f"{key}_gain"] = (float(np.mean(paired)), float(error))
@@ -274,9 +270,10 @@ def write_report(rows: list[dict[str, str]], folder: Path) -> None:
 
     devices = sorted({row["device"] for row in rows})
     lines = [
-        f"Device: {', '.join(devices)}. Each run trains on 1,000 reviews; its epoch is picked on "
-        f"500 more. Accuracy (%) read sliding: mean ± standard deviation over seeds; gain: the "
-        f"mean paired difference from `default` on the same seeds ± its standard error.",
+        f"Device: {', '.join(devices)}. Each run trains as `benchmarks/accuracy.py`'s default "
+        "cell does, on its seed. Accuracy (%) read sliding: mean ± standard deviation over "
+        "seeds; gain: the mean paired difference from `default` on the same seeds ± its "
+        "standard error.",
         "",
         "| recipe | about | seeds | tuning accuracy | tuning gain | test accuracy | test gain "
         "| test head+tail | best epochs |",
@@ -331,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         failed = sum(process.wait() != 0 for process in workers)
         if failed:
-            logger.error("%d of %d workers failed; their finished jobs are kept", failed, len(workers))
+            logger.error("%d of %d workers failed; finished jobs are kept", failed, len(workers))
     rows = merge(args.out)
     write_report(rows, args.out)
     logger.info("%d jobs in %s", len(rows), args.out / "sweep.csv")
