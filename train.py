@@ -186,6 +186,13 @@ class TrainConfig:
             "pass over them, counted in the training time), then fine-tuned with the rest"
         },
     )
+    dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "probability of every dropout layer of the base model and head (attention "
+            "too) while training; default: the base model's own (0.1 for BERT and DistilBERT)"
+        },
+    )
     eval_batch_size: int = field(
         default=32, metadata={"help": "reviews per step when evaluating (memory only)"}
     )
@@ -226,6 +233,8 @@ def check_config(config: TrainConfig) -> None:
             f"--inference-truncation takes {', '.join(STRATEGIES)}, "
             f"got {config.inference_truncation!r}."
         )
+    if config.dropout is not None and not 0 <= config.dropout < 1:
+        raise UsageError(f"--dropout must lie in [0, 1), got {config.dropout}.")
     if not 0 <= config.ema_decay < 1:
         raise UsageError(f"--ema-decay must lie in [0, 1), got {config.ema_decay}.")
     if not 0 < config.layer_decay <= 1:
@@ -497,6 +506,8 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
             f"--max-length {config.max_length} exceeds the {positions} positions of "
             f"{config.model}; use --max-length {positions} or less."
         )
+    if config.dropout is not None:
+        set_dropout(model, config.dropout)
     if config.freeze_embeddings:
         # A few thousand reviews move the vectors of the words they hold and leave their
         # synonyms behind. On MiniLM (README): as accurate as training them, 2% less time.
@@ -509,6 +520,17 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
         "head_fraction": config.head_fraction,
     }
     return tokenizer, model
+
+
+def set_dropout(model: Any, probability: float) -> None:
+    """Set every dropout layer of `model` to `probability`: the encoder's hidden and attention
+    dropout and the head's, whatever the architecture names them (BERT's attention reads its
+    probability from its `nn.Dropout` module too)."""
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = probability
 
 
 def tokenize(
@@ -1131,6 +1153,7 @@ def trained_config(saved: dict[str, Any], **overrides: Any) -> TrainConfig:
         "head_learning_rate": None,  # the head learnt at --learning-rate
         "head_init": "random",
         "ema_decay": 0.0,  # published as trained
+        "dropout": None,  # the base model's own
         "truncation": "head",
         "inference_truncation": None,
         "pooling": "cls",

@@ -122,12 +122,12 @@ def test_cls_pooling_publishes_the_standard_architecture(cls_model_dir):
 def test_evaluate_reads_a_folder_from_before_pooling_as_it_was_trained(cls_model_dir, tmp_path):
     folder = shutil.copytree(cls_model_dir, tmp_path / "model")
     report = json.loads((folder / "metrics.json").read_text())
-    settings = ("pooling", "val_reviews", "inference_truncation", "head_learning_rate")
+    settings = ("pooling", "val_reviews", "inference_truncation", "head_learning_rate", "dropout")
     for name in settings:  # as metrics.json was written before the settings
         del report["config"][name]
     (folder / "metrics.json").write_text(json.dumps(report))
     rewritten = train.evaluate(folder)
-    assert [rewritten["config"][name] for name in settings] == ["cls", 0, None, None]
+    assert [rewritten["config"][name] for name in settings] == ["cls", 0, None, None, None]
     # The same test reviews as training drew, so the baseline stays and the metrics repeat.
     assert rewritten["data"]["sha256"] == report["data"]["sha256"]
     assert rewritten["baseline"] == report["baseline"]

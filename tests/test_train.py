@@ -141,6 +141,29 @@ def test_freeze_embeddings_keeps_the_token_table_and_trains_the_rest(
     assert not load_file(model_dir / "model.safetensors")[f"encoder.{table}"].equal(base[table])
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_dropout_flag_sets_every_dropout_layer_attention_included(pooling, base_model):
+    from torch import nn
+
+    def train_mode_logits(dropout: float | None) -> tuple[set[float], list[torch.Tensor]]:
+        config = train.TrainConfig(
+            model=str(base_model), max_length=MAX_LENGTH, pooling=pooling, dropout=dropout
+        )
+        tokenizer, model = train.load_base(config)
+        model.train()
+        batch = tokenizer(["great film and a wonderful plot"] * 4, return_tensors="pt")
+        probabilities = {m.p for m in model.modules() if isinstance(m, nn.Dropout)}
+        torch.manual_seed(0)
+        return probabilities, [model(**batch).logits for _ in range(2)]
+
+    probabilities, (first, second) = train_mode_logits(0.0)
+    assert probabilities == {0.0}
+    assert first.equal(second)  # nothing dropped: training passes are repeatable
+    probabilities, (first, second) = train_mode_logits(None)  # the base model's own
+    assert 0.0 not in probabilities
+    assert not first.equal(second)
+
+
 @pytest.mark.parametrize(
     ("flags", "head", "layer", "embeddings"),
     [
@@ -419,6 +442,7 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
         (["--head-learning-rate", "0"], "--head-learning-rate must be positive, got 0.0"),
         (["--layer-decay", "1.5"], "--layer-decay must lie in (0, 1], got 1.5"),
         (["--ema-decay", "1"], "--ema-decay must lie in [0, 1), got 1.0"),
+        (["--dropout", "1"], "--dropout must lie in [0, 1), got 1.0"),
         (["--head-init", "zero"], "--head-init takes random or probe, got 'zero'"),
     ],
 )
