@@ -104,7 +104,8 @@ TUTORIAL = {
 }
 MEAN = CARD | {"truncation": "head+tail", "pooling": "mean"}
 ONE_RATE = MEAN | {"val_reviews": 500, "inference_truncation": "sliding"}
-DEFAULT = ONE_RATE | {"head_learning_rate": 1e-3}  # main.py as shipped
+HEAD_RATE = ONE_RATE | {"head_learning_rate": 1e-3}
+DEFAULT = HEAD_RATE  # main.py as shipped
 GROUPED = CARD | {"truncation": "head+tail", "group_by_length": True}
 CLS_CURVE = "[CLS] head, epoch picked on 10% of the subset"
 ONE_RATE_CURVE = "mean pooling, epoch picked on 500 more reviews, one learning rate"
@@ -152,6 +153,13 @@ CELLS = {
             "probe-one-rate",
             "probe-head, the fitted head learning at the encoder's 5e-5 (LP-FT as published)",
             ONE_RATE | {"head_init": "probe"},
+            inference=("head+tail", "sliding"),
+        ),
+        Cell(
+            "probe-dropout-0",
+            "probe-one-rate without dropout: the recipe benchmarks/sweep.py chose on held-out "
+            "training reviews",
+            ONE_RATE | {"head_init": "probe", "dropout": 0.0},
             inference=("head+tail", "sliding"),
         ),
         Cell(

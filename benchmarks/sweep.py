@@ -12,9 +12,9 @@ test reviews (reported beside, never chosen on). Rows go to `DIR/sweep.csv` as j
 jobs already there are skipped, so a search can resume. Times are the GPU's: a recipe's CPU
 cost is measured by `benchmarks/accuracy.py` on the machine the time budget is set for.
 
-Some recipes change what `TrainConfig` has no flag for (dropout, label smoothing, the rate's
-schedule): they are applied to the Trainer here, and a setting becomes a flag only once it
-has earned its place in the default.
+Some recipes change what `TrainConfig` has no flag for (label smoothing, the rate's schedule):
+they are applied to the Trainer here, and a setting becomes a flag once it earns its place in
+the default (as `--dropout` did).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import accuracy
 
 import train
 
+# Every recipe is this one with its overrides: main.py's recipe when the search was run.
+BASE = accuracy.HEAD_RATE
 TUNING_REVIEWS = 2000  # held-out training reviews per job: one standard error is 0.75 points
 SEEDS = tuple(range(42, 50))
 COLUMNS = (
@@ -59,23 +61,23 @@ logger = logging.getLogger("sweep")
 
 @dataclass(frozen=True)
 class Recipe:
-    """The default recipe with TrainConfig `overrides` and Trainer `extras` (no flag yet)."""
+    """The `base` recipe with TrainConfig `overrides` and Trainer `extras` (no flag yet)."""
 
     name: str
     about: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)  # dropout, label_smoothing, schedule
+    extras: dict[str, Any] = field(default_factory=dict)  # label_smoothing, schedule
 
 
 RECIPES = {
     recipe.name: recipe
     for recipe in (
-        Recipe("default", "main.py as shipped"),
+        Recipe("base", "main.py as shipped when the search ran: the new head at 1e-3"),
         Recipe("lr-8e-5", "the encoder at 8e-5", {"learning_rate": 8e-5}),
         Recipe("lr-3e-5", "the encoder at 3e-5", {"learning_rate": 3e-5}),
         Recipe("head-lr-3e-3", "the head at 3e-3", {"head_learning_rate": 3e-3}),
         Recipe("warmup-0", "no warm-up", {"warmup_ratio": 0.0}),
-        Recipe("dropout-0", "no dropout in the encoder or head", extras={"dropout": 0.0}),
+        Recipe("dropout-0", "no dropout in the encoder or head", {"dropout": 0.0}),
         Recipe("smooth-0.1", "label smoothing 0.1", extras={"label_smoothing": 0.1}),
         Recipe("cosine", "cosine decay after warm-up", extras={"schedule": "cosine"}),
         Recipe("constant", "a constant rate after warm-up", extras={"schedule": "constant"}),
@@ -84,6 +86,21 @@ RECIPES = {
             "probe-one-rate",
             "the fitted head learning at the encoder's 5e-5 (LP-FT as published)",
             {"head_init": "probe", "head_learning_rate": None},
+        ),
+        Recipe(
+            "probe-one-rate-dropout-0",
+            "probe-one-rate without dropout",
+            {"head_init": "probe", "head_learning_rate": None, "dropout": 0.0},
+        ),
+        Recipe(
+            "probe-one-rate-warmup-0",
+            "probe-one-rate without warm-up",
+            {"head_init": "probe", "head_learning_rate": None, "warmup_ratio": 0.0},
+        ),
+        Recipe(
+            "probe-one-rate-dropout-0-warmup-0",
+            "probe-one-rate without dropout or warm-up",
+            {"head_init": "probe", "head_learning_rate": None, "warmup_ratio": 0.0, "dropout": 0.0},
         ),
         Recipe(
             "epochs-3-grouped",
@@ -101,13 +118,9 @@ RECIPES = {
 
 
 def apply_extras(trainer: Any, extras: dict[str, Any]) -> None:
-    """Set the Trainer's dropout, label smoothing and schedule as `extras` says."""
+    """Set the Trainer's label smoothing and schedule as `extras` says."""
     from torch import nn
 
-    if "dropout" in extras:
-        for module in trainer.model.modules():
-            if isinstance(module, nn.Dropout):
-                module.p = extras["dropout"]
     if "label_smoothing" in extras:
         # The mean over the micro-batch, as the model's own loss is (see train.build_trainer).
         smoothing = extras["label_smoothing"]
@@ -129,7 +142,7 @@ def run_job(recipe: Recipe, seed: int, data: dict, test: Any, args: argparse.Nam
     from transformers import set_seed
 
     sizes = {"val_reviews": args.val_reviews, "max_length": args.max_length}
-    cell = accuracy.Cell(recipe.name, recipe.about, accuracy.DEFAULT | sizes | recipe.overrides)
+    cell = accuracy.Cell(recipe.name, recipe.about, BASE | sizes | recipe.overrides)
     work = Path(args.scratch) / f"{recipe.name}-{seed}"
     config = accuracy.cell_config(cell, args, seed, work)
     splits = train.make_splits(data, config) | {"test": test}
@@ -238,11 +251,11 @@ def order(name: str) -> int:
 
 def summary(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Per recipe: mean and standard deviation of each accuracy over its seeds, and its mean
-    difference from `default` on the seeds both ran, with that difference's standard error."""
+    difference from `base` on the seeds both ran, with that difference's standard error."""
     by: dict[str, dict[int, dict[str, str]]] = {}
     for row in rows:
         by.setdefault(row["recipe"], {})[int(row["seed"])] = row
-    base = by.get("default", {})
+    base = by.get("base", {})
     table = []
     for name in sorted(by, key=order):
         runs = by[name]
@@ -251,7 +264,7 @@ def summary(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
             values = np.array([float(r[key]) for r in runs.values()]) * 100
             line[key] = (values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan"))
             paired = [100 * (float(runs[s][key]) - float(base[s][key])) for s in runs if s in base]
-            if name != "default" and len(paired) > 1:
+            if name != "base" and len(paired) > 1:
                 error = np.std(paired, ddof=1) / np.sqrt(len(paired))
                 line[f"{key}_gain"] = (float(np.mean(paired)), float(error))
         line["best_epochs"] = ", ".join(f"{float(r['best_epoch']):g}" for r in runs.values())
@@ -270,9 +283,9 @@ def write_report(rows: list[dict[str, str]], folder: Path) -> None:
 
     devices = sorted({row["device"] for row in rows})
     lines = [
-        f"Device: {', '.join(devices)}. Each run trains as `benchmarks/accuracy.py`'s default "
-        "cell does, on its seed. Accuracy (%) read sliding: mean ± standard deviation over "
-        "seeds; gain: the mean paired difference from `default` on the same seeds ± its "
+        f"Device: {', '.join(devices)}. Each run trains as `benchmarks/accuracy.py`'s cells "
+        "do, on its seed. Accuracy (%) read sliding: mean ± standard deviation over "
+        "seeds; gain: the mean paired difference from `base` on the same seeds ± its "
         "standard error.",
         "",
         "| recipe | about | seeds | tuning accuracy | tuning gain | test accuracy | test gain "
@@ -298,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--subset", type=int, default=accuracy.DEFAULT_SUBSET)
-    parser.add_argument("--val-reviews", type=int, default=accuracy.DEFAULT["val_reviews"])
+    parser.add_argument("--val-reviews", type=int, default=BASE["val_reviews"])
     parser.add_argument("--max-length", type=int, default=256, help="tokens per window")
     parser.add_argument("--tuning-reviews", type=int, default=TUNING_REVIEWS)
     parser.add_argument("--test-reviews", type=int, default=accuracy.TEST_REVIEWS)
