@@ -91,6 +91,8 @@ CARD = {
     "val_reviews": 0,  # the epoch picked on 10% of the subset
     "inference_truncation": None,  # read as trained
     "head_learning_rate": None,  # the head at --learning-rate
+    "head_init": "random",
+    "dropout": None,  # the base model's own
 }
 TUTORIAL = {
     "batch_size": 16,
@@ -101,65 +103,69 @@ TUTORIAL = {
     "pooling": "cls",
     "inference_truncation": None,
     "head_learning_rate": None,
+    "head_init": "random",
+    "dropout": None,
 }
 MEAN = CARD | {"truncation": "head+tail", "pooling": "mean"}
 ONE_RATE = MEAN | {"val_reviews": 500, "inference_truncation": "sliding"}
-HEAD_RATE = ONE_RATE | {"head_learning_rate": 1e-3}
-DEFAULT = HEAD_RATE  # main.py as shipped
+HEAD_RATE = ONE_RATE | {"head_learning_rate": 1e-3}  # the default before the sweep
+DEFAULT = ONE_RATE | {"head_init": "probe", "dropout": 0.0}  # main.py as shipped
 GROUPED = CARD | {"truncation": "head+tail", "group_by_length": True}
 CLS_CURVE = "[CLS] head, epoch picked on 10% of the subset"
 ONE_RATE_CURVE = "mean pooling, epoch picked on 500 more reviews, one learning rate"
-DEFAULT_CURVE = "the default: as above, the new head learning at 1e-3"
+HEAD_RATE_CURVE = "as above, the new head learning at 1e-3"
+DEFAULT_CURVE = "the default: as above, the head fitted first, no dropout"
 CELLS = {
     cell.name: cell
     for cell in (
         Cell(
             "default",
             "THE DEFAULT RECIPE: card batch settings, cleaning, dynamic padding, head+tail "
-            "(1/4 head), mean pooling, the new head learning at 1e-3 (the encoder at 5e-5), the "
-            "epoch picked on 500 more training-split reviews",
+            "(1/4 head), mean pooling, the head first fitted as a logistic regression, no "
+            "dropout, the epoch picked on 500 more training-split reviews",
             DEFAULT,
             inference=("head+tail", "sliding"),
             curve=DEFAULT_CURVE,
         ),
         Cell(
+            "head-lr-0.001",
+            "the default before the sweep: a random head learning at 1e-3 (the encoder at "
+            "5e-5), dropout 0.1",
+            HEAD_RATE,
+            inference=("head+tail", "sliding"),
+            curve=HEAD_RATE_CURVE,
+        ),
+        Cell(
             "head-lr-0.001-decay-0.8",
-            "the default recipe, each encoder layer at 0.8 times the rate of the one above (the "
+            "head-lr-0.001, each encoder layer at 0.8 times the rate of the one above (the "
             "top at 5e-5, the embeddings at 1.3e-5)",
-            DEFAULT | {"layer_decay": 0.8},
+            HEAD_RATE | {"layer_decay": 0.8},
             inference=("head+tail", "sliding"),
         ),
         Cell(
             "head-lr-0.001-3-grouped",
-            "the default recipe, 3 epochs, batches grouped by length (to fit the time budget)",
-            DEFAULT | {"epochs": 3.0, "group_by_length": True},
+            "head-lr-0.001, 3 epochs, batches grouped by length (to fit the time budget)",
+            HEAD_RATE | {"epochs": 3.0, "group_by_length": True},
             inference=("head+tail", "sliding"),
         ),
         Cell(
             "probe-head",
-            "the default recipe, the head first fitted as a logistic regression on the "
+            "head-lr-0.001, the head first fitted as a logistic regression on the "
             "pretrained encoder's features of the training reviews (LP-FT)",
-            DEFAULT | {"head_init": "probe"},
+            HEAD_RATE | {"head_init": "probe"},
             inference=("head+tail", "sliding"),
         ),
         Cell(
             "probe-ema-0.99",
             "probe-head, validated and published as a moving average of its weights (decay "
             "0.99 per update: about the last 100 of 250 updates an epoch)",
-            DEFAULT | {"head_init": "probe", "ema_decay": 0.99},
+            HEAD_RATE | {"head_init": "probe", "ema_decay": 0.99},
             inference=("head+tail", "sliding"),
         ),
         Cell(
             "probe-one-rate",
             "probe-head, the fitted head learning at the encoder's 5e-5 (LP-FT as published)",
             ONE_RATE | {"head_init": "probe"},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "probe-dropout-0",
-            "probe-one-rate without dropout: the recipe benchmarks/sweep.py chose on held-out "
-            "training reviews",
-            ONE_RATE | {"head_init": "probe", "dropout": 0.0},
             inference=("head+tail", "sliding"),
         ),
         Cell(

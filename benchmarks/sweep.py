@@ -23,6 +23,7 @@ import argparse
 import csv
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -149,7 +150,10 @@ def run_job(recipe: Recipe, seed: int, data: dict, test: Any, args: argparse.Nam
     tokenizer, trainer = train.prepare(config, splits)
     apply_extras(trainer, recipe.extras)
     set_seed(seed)
-    trained = trainer.train()
+    try:
+        trained = trainer.train()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # two checkpoints of 90 MB for MiniLM
     best = train.best_epoch(trainer.state.log_history)
     classifier = train.serving_classifier(trainer.model, tokenizer, config)
     tuning = accuracy.tuning_sample(data, splits, seed, args.tuning_reviews)

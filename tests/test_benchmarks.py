@@ -68,6 +68,7 @@ def test_sweep_runs_each_recipe_and_seed_once_and_resumes(base_model, data_dir, 
     ]  # fmt: skip
     assert all(0 <= float(r["tuning_accuracy"]) <= 1 for r in rows)
     assert not list(tmp_path.glob("rows-*.csv"))  # merged into sweep.csv
+    assert not list((tmp_path / "work").glob("*"))  # each run's checkpoints removed
     report = (tmp_path / "sweep.md").read_text()
     assert "| smooth-0.1 | label smoothing 0.1 | 2 |" in report
     assert sweep.main(argv) == 0  # everything done: nothing runs again

@@ -167,11 +167,11 @@ def test_dropout_flag_sets_every_dropout_layer_attention_included(pooling, base_
 @pytest.mark.parametrize(
     ("flags", "head", "layer", "embeddings"),
     [
-        ([], 1e-3, 1e-4, 1e-4),  # the default head rate
-        (["--head-learning-rate", "1e-4"], 1e-4, 1e-4, 1e-4),
+        ([], 1e-4, 1e-4, 1e-4),  # by default the head learns at --learning-rate
+        (["--head-learning-rate", "1e-3"], 1e-3, 1e-4, 1e-4),
         (["--head-learning-rate", "1e-2"], 1e-2, 1e-4, 1e-4),
-        (["--layer-decay", "0.5"], 1e-3, 1e-4, 5e-5),
-        (["--pooling", "cls"], 1e-3, 1e-4, 1e-4),
+        (["--layer-decay", "0.5"], 1e-4, 1e-4, 5e-5),
+        (["--pooling", "cls"], 1e-4, 1e-4, 1e-4),
         (
             ["--pooling", "cls", "--head-learning-rate", "1e-2", "--layer-decay", "0.5"],
             1e-2,
