@@ -114,7 +114,7 @@ GROUPED = CARD | {"truncation": "head+tail", "group_by_length": True}
 CLS_CURVE = "[CLS] head, epoch picked on 10% of the subset"
 ONE_RATE_CURVE = "mean pooling, epoch picked on 500 more reviews, one learning rate"
 HEAD_RATE_CURVE = "as above, the new head learning at 1e-3"
-DEFAULT_CURVE = "the default: as above, the head fitted first, no dropout"
+DEFAULT_CURVE = "the default: one learning rate, the head fitted first, no dropout"
 CELLS = {
     cell.name: cell
     for cell in (
@@ -467,14 +467,14 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def append_rows(path: Path, rows: list[dict]) -> None:
+def append_rows(path: Path, rows: list[dict], columns: Sequence[str] = COLUMNS) -> None:
     """Append finished rows; the file is flushed to disk before the next cell starts."""
     old = read_rows(path)
-    new = not old or list(old[0]) != list(COLUMNS)
+    new = not old or list(old[0]) != list(columns)
     if new and old:  # written before a column was added: rewrite it with the new header
-        rows = [{key: row.get(key) or "" for key in COLUMNS} for row in old] + rows
+        rows = [{key: row.get(key) or "" for key in columns} for row in old] + rows
     with path.open("w" if new else "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         if new:
             writer.writeheader()
         writer.writerows(rows)

@@ -20,7 +20,6 @@ the default (as `--dropout` did).
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import shutil
@@ -206,7 +205,8 @@ def worker(args: argparse.Namespace) -> int:
             continue
         started = time.perf_counter()
         row = run_job(RECIPES[name], seed, data, test, args)
-        append(out / f"rows-{args.worker}.csv", row)
+        # Kept on disk the moment the job ends: a search cut short keeps its finished jobs.
+        accuracy.append_rows(out / f"rows-{args.worker}.csv", [row], COLUMNS)
         logger.info("RESULT %s (%.0f s)", row, time.perf_counter() - started)
     return 0
 
@@ -220,29 +220,13 @@ def read(folder: Path | str) -> list[dict[str, str]]:
     return rows
 
 
-def append(path: Path, row: dict) -> None:
-    """Append one row and flush it to disk: a job is kept the moment it ends."""
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def merge(folder: Path) -> list[dict[str, str]]:
     """Fold the workers' rows into sweep.csv (one row per recipe and seed) and remove theirs."""
     rows = {(row["recipe"], row["seed"]): row for row in read(folder)}
     merged = sorted(rows.values(), key=lambda r: (int(r["seed"]), order(r["recipe"])))
     partial = folder / "sweep.csv.partial"
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(merged)
-        handle.flush()
-        os.fsync(handle.fileno())
+    partial.unlink(missing_ok=True)  # left by a merge cut short
+    accuracy.append_rows(partial, merged, COLUMNS)
     partial.replace(folder / "sweep.csv")
     for path in folder.glob("rows-*.csv"):
         path.unlink()

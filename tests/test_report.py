@@ -22,10 +22,11 @@ TIMING = ("seconds", "reviews_per_second")
 
 @pytest.fixture(scope="module")
 def weak_model(tmp_path_factory, base_model, data_dir) -> Path:
-    """A model that learned nothing (learning rate 1e-12), so it gets many reviews wrong; it
-    reads long reviews head+tail, so errors.csv shows reviews read in part."""
+    """A model that learned nothing (a random head, learning rate 1e-12), so it gets many reviews
+    wrong; it reads long reviews head+tail, so errors.csv shows reviews read in part."""
     folder = tmp_path_factory.mktemp("weak")
     flags = ("--learning-rate", "1e-12", "--epochs", "1", "--inference-truncation", "head+tail")
+    flags += ("--head-init", "random")  # a fitted head would read the tiny reviews right
     return train_in_process(folder, base_model, data_dir, *flags)
 
 

@@ -184,6 +184,7 @@ def test_each_part_learns_at_its_own_rate(
     flags, head, layer, embeddings, tmp_path, base_model, data_dir
 ):
     one_step = ["--subset", "4", "--val-reviews", "2", "--epochs", "1", "--warmup-ratio", "0"]
+    one_step += ["--head-init", "random"]  # the step alone moves the head: no fit before it
     args = train_args(base_model, data_dir, tmp_path / "model", *one_step, *flags)
     args += ["--weight-decay", "0", "--learning-rate", "1e-4"]
     config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
@@ -236,12 +237,14 @@ def test_a_probe_head_starts_as_the_logistic_regression_of_its_features(
     assert expected.score(features, labels) > 0.9  # the tiny reviews are easy to read
 
 
-def test_a_probe_head_is_fitted_inside_the_training_time(tmp_path, base_model, data_dir, caplog):
+def test_by_default_the_head_is_fitted_inside_the_training_time_and_nothing_dropped(
+    tmp_path, base_model, data_dir, caplog
+):
     caplog.set_level(logging.INFO, logger="train")
-    model = train_in_process(tmp_path, base_model, data_dir, "--head-init", "probe")
+    model = train_in_process(tmp_path, base_model, data_dir)
     assert "Head fitted as a linear probe on 120 training reviews" in caplog.text
     saved = json.loads((model / "metrics.json").read_text())["config"]
-    assert saved["head_init"] == "probe"
+    assert (saved["head_init"], saved["dropout"], saved["head_learning_rate"]) == ("probe", 0, None)
 
 
 def train_recording(flags: list[str], tmp_path: Path, base_model: Path, data_dir: Path):
