@@ -6,6 +6,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 from conftest import MAX_LENGTH, ROOT
 
 import infer
@@ -95,3 +96,21 @@ def test_sweep_extras_set_the_schedule_and_a_smoothed_mean_loss(base_model, data
     expected = nn.functional.cross_entropy(logits, batch["labels"], label_smoothing=0.2)
     loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=torch.tensor(4))
     assert torch.allclose(loss, expected)  # a micro-batch mean, as the model's own loss is
+
+
+def test_sweep_gains_are_paired_by_seed_with_their_standard_error():
+    import sweep
+
+    def row(recipe: str, seed: int, tuning: float) -> dict[str, str]:
+        return {
+            "recipe": recipe, "seed": str(seed), "tuning_accuracy": str(tuning),
+            "test_accuracy": "0.8", "test_head_tail_accuracy": "0.8", "best_epoch": "2",
+        }  # fmt: skip
+
+    rows = [row("base", 1, 0.80), row("base", 2, 0.90), row("base", 3, 0.70)]
+    rows += [row("probe", 1, 0.81), row("probe", 2, 0.93)]  # seed 3 not run
+    lines = {line["recipe"]: line for line in sweep.summary(rows)}
+    gain, error = lines["probe"]["tuning_accuracy_gain"]
+    assert (gain, error) == (pytest.approx(2.0), pytest.approx(1.0))  # +1 and +3 points
+    assert lines["probe"]["tuning_accuracy"][0] == pytest.approx(87.0)
+    assert "tuning_accuracy_gain" not in lines["base"]
