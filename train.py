@@ -1071,6 +1071,8 @@ def prepare(config: TrainConfig, splits: dict[str, Any], clean: bool = True) -> 
 
     set_seed(config.seed)  # before the classifier head is initialised
     tokenizer, model = load_base(config)
+    if config.head_init == "probe":
+        classifier_layer(model)  # a head the probe cannot fit stops the run now, not at epoch 0
     logger.info(
         "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, batch %d x %d, "
         "lr %g (head %g)",

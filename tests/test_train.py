@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import MAX_LENGTH, make_frame, run_script, train_args, train_in_process
+from conftest import MAX_LENGTH, VOCAB, make_frame, run_script, train_args, train_in_process
 from safetensors.torch import load_file
 
 import infer
@@ -245,6 +246,25 @@ def test_by_default_the_head_is_fitted_inside_the_training_time_and_nothing_drop
     assert "Head fitted as a linear probe on 120 training reviews" in caplog.text
     saved = json.loads((model / "metrics.json").read_text())["config"]
     assert (saved["head_init"], saved["dropout"], saved["head_learning_rate"]) == ("probe", 0, None)
+
+
+def test_a_head_the_probe_cannot_fit_stops_before_training(tmp_path, base_model, data_dir, capsys):
+    from transformers import RobertaConfig, RobertaModel
+
+    # RoBERTa's own head is two layers, not one linear `classifier` a logistic regression sets.
+    folder = shutil.copytree(base_model, tmp_path / "roberta")
+    (folder / "config.json").unlink()
+    (folder / "model.safetensors").unlink()
+    config = RobertaConfig(
+        vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=70, pad_token_id=0,
+    )  # fmt: skip
+    RobertaModel(config).save_pretrained(folder)
+    args = train_args(folder, data_dir, tmp_path / "model", "--pooling", "cls")
+    assert main.main(args) == 2
+    assert "use --head-init random" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists() and not (tmp_path / "checkpoints").exists()
+    assert main.main([*args, "--head-init", "random", "--epochs", "1"]) == 0
 
 
 def train_recording(flags: list[str], tmp_path: Path, base_model: Path, data_dir: Path):
