@@ -69,6 +69,8 @@ class Recipe:
     extras: dict[str, Any] = field(default_factory=dict)  # label_smoothing, schedule
 
 
+# LP-FT as published: the head fitted first, then learning at the encoder's rate.
+PROBE_ONE_RATE = {"head_init": "probe", "head_learning_rate": None}
 RECIPES = {
     recipe.name: recipe
     for recipe in (
@@ -85,22 +87,22 @@ RECIPES = {
         Recipe(
             "probe-one-rate",
             "the fitted head learning at the encoder's 5e-5 (LP-FT as published)",
-            {"head_init": "probe", "head_learning_rate": None},
+            PROBE_ONE_RATE,
         ),
         Recipe(
             "probe-one-rate-dropout-0",
             "probe-one-rate without dropout",
-            {"head_init": "probe", "head_learning_rate": None, "dropout": 0.0},
+            PROBE_ONE_RATE | {"dropout": 0.0},
         ),
         Recipe(
             "probe-one-rate-warmup-0",
             "probe-one-rate without warm-up",
-            {"head_init": "probe", "head_learning_rate": None, "warmup_ratio": 0.0},
+            PROBE_ONE_RATE | {"warmup_ratio": 0.0},
         ),
         Recipe(
             "probe-one-rate-dropout-0-warmup-0",
             "probe-one-rate without dropout or warm-up",
-            {"head_init": "probe", "head_learning_rate": None, "warmup_ratio": 0.0, "dropout": 0.0},
+            PROBE_ONE_RATE | {"warmup_ratio": 0.0, "dropout": 0.0},
         ),
         Recipe(
             "epochs-3-grouped",

@@ -53,6 +53,14 @@ def test_the_default_cell_is_main_py_as_shipped():
     assert {key: getattr(shipped, key) for key in overrides} == overrides
 
 
+def test_the_recipe_the_sweep_chose_is_the_default_cell():
+    import accuracy
+    import sweep
+
+    chosen = sweep.RECIPES["probe-one-rate-dropout-0"].overrides
+    assert sweep.BASE | chosen == accuracy.CELLS["default"].overrides
+
+
 def test_sweep_runs_each_recipe_and_seed_once_and_resumes(base_model, data_dir, tmp_path):
     import sweep
 
@@ -88,7 +96,7 @@ def test_sweep_extras_set_the_schedule_and_a_smoothed_mean_loss(base_model, data
     )  # fmt: skip
     splits = train.make_splits(train.load_data(str(data_dir)), config)
     _, trainer = train.prepare(config, splits)
-    trainer.model.eval()  # no dropout: the loss is compared with one computed apart
+    trainer.model.eval()  # whatever --dropout says: the loss is compared with one computed apart
     sweep.apply_extras(trainer, {"label_smoothing": 0.2, "schedule": "cosine"})
     assert trainer.args.lr_scheduler_type == "cosine"
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
