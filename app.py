@@ -15,7 +15,7 @@ import gradio as gr
 from PIL import Image
 
 import infer
-from report import CARD_FILE, PLOTS, results_section
+from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING
 
 TITLE = "Movie review sentiment"
 DESCRIPTION = (
@@ -89,7 +89,7 @@ def model_notice(model_dir: Path) -> str:
 
 def about_model(model_dir: Path) -> tuple[str, Image.Image | None]:
     """The model card's results table and the confusion matrix, or a note that there are none."""
-    card, matrix = model_dir / CARD_FILE, model_dir / PLOTS["confusion_matrix"]
+    card, matrix = model_dir / CARD_FILE, model_dir / CONFUSION_PLOT
     if not card.is_file():
         return (
             f"No evaluation report in '{model_dir}/' yet. Train a model with "
@@ -98,6 +98,16 @@ def about_model(model_dir: Path) -> tuple[str, Image.Image | None]:
             None,
         )
     return results_section(card.read_text()), Image.open(matrix) if matrix.is_file() else None
+
+
+def results_section(card: str) -> str:
+    """The results section of the model card that training published, without image links."""
+    start = card.find(RESULTS_HEADING)
+    if start < 0:
+        return ""
+    end = card.find("\n## ", start + len(RESULTS_HEADING))
+    section = card[start : end if end >= 0 else None]
+    return "\n".join(line for line in section.splitlines() if not line.startswith("!["))
 
 
 def build_demo(model_dir: Path) -> gr.Blocks:

@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import pooling
-from utils import HEAD_FRACTION, STRATEGIES, check_strategy, encode
+from utils import HEAD_FRACTION, STRATEGIES, check_strategy, encode, top_label
 
 DEFAULT_MODEL_DIR = "model"
 TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
@@ -84,7 +84,7 @@ class Classifier:
     model: Any
     tokenizer: Any
     labels: tuple[str, ...]
-    truncation: str = "head"
+    truncation: str
     head_fraction: float = HEAD_FRACTION
 
     def __post_init__(self) -> None:
@@ -103,10 +103,17 @@ class Classifier:
         """
         return [prediction.scores for prediction in self.classify(texts, batch_size)]
 
-    def classify(self, texts: Sequence[str], batch_size: int = 16) -> list[Prediction]:
+    def classify(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 16,
+        progress: Callable[[int], object] | None = None,
+    ) -> list[Prediction]:
         """A Prediction (probabilities, tokens read of the review's total) for each text.
 
-        With `sliding`, a review's probabilities are the mean over its windows.
+        With `sliding`, a review's probabilities are the mean over its windows. `progress`, if
+        given, is called with the number of reviews finished as each batch ends (a progress
+        bar's `update`); windows count as their share of a review.
 
         >>> p = classifier.classify(["Dull."])[0]  # doctest: +SKIP
         >>> p.label, p.read, p.tokens
@@ -126,6 +133,8 @@ class Classifier:
             with torch.inference_mode():
                 probs = self.model(**batch).logits.double().softmax(dim=-1).cpu()
             sums.index_add_(0, torch.tensor([owner[i] for i in chunk]), probs)
+            if progress is not None:
+                progress(len(chunk) * len(texts) / len(ids))
         counts = torch.bincount(torch.tensor(owner), minlength=len(texts)).unsqueeze(1)
         means = (sums / counts).tolist()
         return [
@@ -148,7 +157,7 @@ def load(model_dir: str | Path = DEFAULT_MODEL_DIR, truncation: str | None = Non
     """Load a model folder written by `python main.py` (safetensors only, never the Hub).
 
     Long reviews are read as the folder says (`truncation` in its config.json, saved by
-    training; `head` for folders from before it was saved); pass `truncation` to override.
+    training); pass `truncation` to override.
 
     >>> load("model").labels
     ('NEGATIVE', 'POSITIVE')
@@ -174,13 +183,19 @@ def load(model_dir: str | Path = DEFAULT_MODEL_DIR, truncation: str | None = Non
             break
     model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
     labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
-    saved = getattr(model.config, "truncation", None) or {}
+    saved = getattr(model.config, "truncation", None)
+    if not isinstance(saved, dict) or not {"inference", "head_fraction"} <= set(saved):
+        raise ModelNotFoundError(
+            f"The model in '{path}/' does not say how to read long reviews (no `truncation` "
+            "settings in its config.json): it was saved by an earlier version of this project "
+            "or by another tool. Retrain it with `python main.py`."
+        )
     return Classifier(
         model=model,
         tokenizer=tokenizer,
         labels=labels,
-        truncation=truncation or saved.get("inference", "head"),
-        head_fraction=saved.get("head_fraction", HEAD_FRACTION),
+        truncation=truncation or saved["inference"],
+        head_fraction=saved["head_fraction"],
     )
 
 
@@ -207,11 +222,6 @@ def predict(texts: Sequence[str], model_dir: str | Path | None = None) -> list[d
     [{'NEGATIVE': 0.01, 'POSITIVE': 0.99}]
     """
     return get_classifier(model_dir).predict(texts)
-
-
-def top_label(scores: dict[str, float]) -> str:
-    """The most probable label of one prediction."""
-    return max(scores, key=scores.__getitem__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

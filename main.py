@@ -4,7 +4,7 @@
     python main.py --subset 1000 --model PATH --data PATH   # without the Hugging Face Hub
     python main.py evaluate --model-dir model --data PATH   # new metrics and reports, no training
 
-Every field of `train.TrainConfig` is a flag with the same name and default.
+Every field of `config.TrainConfig` is a flag with the same name and default.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-import train
+from config import TrainConfig, UsageError, flag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,15 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune a transformer on movie reviews and publish it to --output-dir.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    hints = typing.get_type_hints(train.TrainConfig)
-    for spec in dataclasses.fields(train.TrainConfig):
+    hints = typing.get_type_hints(TrainConfig)
+    for spec in dataclasses.fields(TrainConfig):
         kind = hints[spec.name]
         if typing.get_origin(kind) is not None:  # `int | None`: the flag takes an int
             kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-        flag = "--" + spec.name.replace("_", "-")
-        # A bool field gets a pair of switches: --group-by-length / --no-group-by-length.
-        typed = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
-        parser.add_argument(flag, **typed, default=spec.default, help=spec.metadata["help"])
+        parser.add_argument(
+            flag(spec.name), type=kind, default=spec.default, help=spec.metadata["help"]
+        )
     return parser
 
 
@@ -52,6 +51,18 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_console() -> None:
+    """Our log lines as plain messages; the libraries' own bars and notices off, so the console
+    shows one bar per long phase (probe, training, testing) and a line per epoch."""
+    import datasets
+    import transformers
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    datasets.disable_progress_bars()  # tokenizing 1,500 reviews takes a second or two
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" on every load
+    transformers.utils.logging.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (or, after `evaluate`, re-test) from command-line flags; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -61,14 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if evaluating
         else build_parser().parse_args(argv)
     )
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_console()
     output = args.model_dir if evaluating else args.output_dir
     try:
         if evaluating:
-            report = train.evaluate(args.model_dir, args.data, args.test_subset)
+            from retest import retest
+
+            report = retest(args.model_dir, args.data, args.test_subset)
         else:
-            report = train.run(train.TrainConfig(**vars(args)))
-    except train.UsageError as error:
+            import train
+
+            report = train.run(TrainConfig(**vars(args)))
+    except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

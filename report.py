@@ -3,7 +3,8 @@
     >>> write_reports(folder, report, test_rows)  # doctest: +SKIP
 
 `report` is what `metrics.json` holds; `test_rows` has one entry per test review (text, label,
-probability of label 1, tokens before truncation). Only `train.py` calls this module.
+probability of label 1, predicted label id, tokens before truncation, tokens read). Training
+writes these; the app reads the card's results section as a file, never through this module.
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from utils import HEAD_FRACTION, looks_like_path
+from utils import CARD_FILE, CONFUSION_PLOT, HEAD_FRACTION, RESULTS_HEADING, looks_like_path
 
 PLOTS = {
-    "confusion_matrix": "confusion_matrix.png",
+    "confusion_matrix": CONFUSION_PLOT,
     "loss": "loss.png",
     "validation": "validation_metrics.png",
     "lengths": "review_lengths.png",
 }
 ERRORS_FILE = "errors.csv"
 ERRORS_COLUMNS = ("text", "true_label", "predicted_label", "confidence", "tokens", "read")
-CARD_FILE = "README.md"
-RESULTS_HEADING = "## Results"
+# What `python main.py evaluate` writes afresh; the weights and tokenizer are kept as they are.
+REWRITTEN_FILES = frozenset({*PLOTS.values(), ERRORS_FILE, CARD_FILE, "metrics.json"})
 METRIC_NAMES = {
     "accuracy": "Accuracy",
     "precision": "Precision",
@@ -151,8 +152,7 @@ def _save(fig: Any, path: Path) -> None:
 def write_errors(rows: dict[str, Any], labels: list[str], path: Path) -> None:
     """Every misclassified test review, most confidently wrong first, with its length in tokens
     and how many of those tokens the model read."""
-    positive = np.asarray(rows["positive"])
-    predicted = (positive > 0.5).astype(int)
+    positive, predicted = np.asarray(rows["positive"]), np.asarray(rows["predicted"])
     confidence = np.where(predicted == 1, positive, 1 - positive)
     wrong = np.flatnonzero(predicted != np.asarray(rows["label"]))
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -256,17 +256,17 @@ run that file. Read it before you trust it.
 
 def card_body(report: dict[str, Any]) -> str:
     config, data, test, val = report["config"], report["data"], report["test"], report["validation"]
-    base = config["model"]
+    base = display_name(config["model"])
     cut, share = report["max_length"], report["test_truncated_share"]
-    settings = "\n".join(f"| `{key}` | {value} |" for key, value in config.items())
-    # Runs from before the pooling setting read the [CLS] head, a standard architecture.
-    remote_code = config.get("pooling") == "mean"
+    shown = config | {key: display_name(config[key]) for key in ("model", "data", "output_dir")}
+    settings = "\n".join(f"| `{key}` | {value} |" for key, value in shown.items())
+    remote_code = config["pooling"] == "mean"
     remote = ", trust_remote_code=True" if remote_code else ""
-    strategy = served_strategy(config)
+    strategy = config["inference_truncation"]
     return f"""# {report["name"]}
 
 Sentiment of English movie reviews: **{" or ".join(report["labels"])}**. Fine-tuned from
-`{base}` on {data["train"]:,} training reviews of `{data["source"]}`, with the best of
+`{base}` on {data["train"]:,} training reviews of `{display_name(data["source"])}`, with the best of
 {config["epochs"]:g} epochs chosen by F1 on {data["validation"]:,} held-out training reviews
 (epoch {val["epoch"]:g}: validation F1 {val["f1"]:.1%}). The test split was used once, after
 training.
@@ -314,28 +314,20 @@ classifier("A moving, beautifully acted film.")
 {POOLING_NOTE if remote_code else ""}
 
 The pipeline reads the first {cut} tokens of a review only. Training removed IMDB's `<br />`
-tags and {training_cut(config)}; `infer.py` from the project
+tags and cut long reviews by `{config["truncation"]}`; `infer.py` from the project
 removes the tags too, reads long reviews by `{strategy}`, and reports how many tokens of each
 review it read.
 """
 
 
-def training_cut(config: dict[str, Any]) -> str:
-    """How training read long reviews, for a run's saved `config`, as a clause."""
-    strategy = config.get("truncation", "head")
-    if strategy == "sliding":
-        return "read each long review through one of its overlapping windows per epoch"
-    return f"cut long reviews by `{strategy}`"
-
-
-def served_strategy(config: dict[str, Any]) -> str:
-    """How `infer` reads long reviews for a run's saved `config` (as `TrainConfig.reading`)."""
-    return config.get("inference_truncation") or config.get("truncation", "head")
+def display_name(name: str) -> str:
+    """A Hub id as it is, a local folder by its last part: no path of this machine is shown."""
+    return name if _hub_name(name) else Path(name).name
 
 
 def reading(config: dict[str, Any], cut: int, share: float) -> str:
     """One sentence on how the model reads reviews longer than its `cut` tokens."""
-    strategy = served_strategy(config)
+    strategy = config["inference_truncation"]
     longer = f"{share:.1%} of the test reviews are longer than {cut} tokens"
     if strategy == "sliding":
         return (
@@ -343,19 +335,9 @@ def reading(config: dict[str, Any], cut: int, share: float) -> str:
             "predictions it averages, at the cost of one pass per window."
         )
     if strategy == "head+tail":
-        head = round(cut * config.get("head_fraction", HEAD_FRACTION))
+        head = round(cut * HEAD_FRACTION)
         return (
             f"{longer}; `infer.py` reads their first {head} and last {cut - head} tokens "
             "and skips the middle."
         )
     return f"{longer}; it reads their first {cut} tokens only, missing verdicts at the end."
-
-
-def results_section(card: str) -> str:
-    """The results section of a model card written by `model_card`, without image links."""
-    start = card.find(RESULTS_HEADING)
-    if start < 0:
-        return ""
-    end = card.find("\n## ", start + len(RESULTS_HEADING))
-    section = card[start : end if end >= 0 else None]
-    return "\n".join(line for line in section.splitlines() if not line.startswith("!["))

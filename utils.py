@@ -1,7 +1,8 @@
-"""Pieces shared by training and inference: text cleaning, tokenizing, metric math.
+"""Pieces shared by training and inference: text cleaning, tokenizing, the label rule.
 
-Pure functions only: no disk, no network, no module state. Training (`train.py`) and serving
-(`infer.py`) both call `encode`, so a review is cleaned and cut the same way in both.
+Pure functions only: no disk, no network, no module state, nothing of ours imported. Training
+(`train.py`) and serving (`infer.py`) both call `encode`, so a review is cleaned and cut the
+same way in both.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ import numpy as np
 # real review is cut here; a 10 MB paste is cut to this in microseconds instead of costing the
 # tokenizer seconds. A 512-token window never needs more than about 4,000 characters of English.
 MAX_CHARS = 20_000
+
+# Files a published model folder holds beside its weights: training writes them, the app reads them.
+CARD_FILE = "README.md"  # the model card, as the Hub shows it
+RESULTS_HEADING = "## Results"  # the card's section the app's About tab shows
+CONFUSION_PLOT = "confusion_matrix.png"
 
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
@@ -45,6 +51,8 @@ def clean_text(text: str) -> str:
 # start and its end (where reviewers sum up: "8/10, see it"); `sliding` reads all of it in
 # overlapping windows: inference averages their predictions, training reads one per epoch.
 STRATEGIES = ("head", "head+tail", "sliding")
+# Training reads one piece per review: sliding windows are for inference only.
+TRAIN_STRATEGIES = ("head", "head+tail")
 # Tokens two sliding windows share, as a share of the window: a sentence cut at one window's
 # edge is read whole by the next.
 WINDOW_OVERLAP = 0.25
@@ -53,10 +61,17 @@ WINDOW_OVERLAP = 0.25
 HEAD_FRACTION = 0.25
 
 
-def check_strategy(strategy: str, head_fraction: float = HEAD_FRACTION) -> None:
-    """Raise ValueError unless `strategy` is one of STRATEGIES and 0 <= head_fraction <= 1."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"Unknown truncation {strategy!r}: use one of {', '.join(STRATEGIES)}.")
+def check_strategy(
+    strategy: str, head_fraction: float = HEAD_FRACTION, allowed: Sequence[str] = STRATEGIES
+) -> None:
+    """Raise ValueError unless `strategy` is one of `allowed` and 0 <= head_fraction <= 1.
+
+    >>> check_strategy("middle")
+    Traceback (most recent call last):
+    ValueError: takes head, head+tail, sliding, got 'middle'.
+    """
+    if strategy not in allowed:
+        raise ValueError(f"takes {', '.join(allowed)}, got {strategy!r}.")
     if not 0 <= head_fraction <= 1:
         raise ValueError(f"The head fraction must lie between 0 and 1, got {head_fraction}.")
 
@@ -93,7 +108,6 @@ def encode(
     texts: Sequence[str],
     strategy: str = "head",
     head_fraction: float = HEAD_FRACTION,
-    clean: bool = True,
 ) -> dict[str, list]:
     """Clean and tokenize `texts`, each cut to the tokenizer's `model_max_length` by `strategy`.
 
@@ -105,7 +119,7 @@ def encode(
     {'input_ids': [[101, 1037, 2986, 2143, 1012, 102]], 'attention_mask': [[1, 1, 1, 1, 1, 1]],
      'review': [0], 'tokens': [6], 'read': [6]}
     """
-    texts = [clean_text(t) if clean else t[:MAX_CHARS] for t in texts]
+    texts = [clean_text(t) for t in texts]
     encoded = tokenizer(texts, return_special_tokens_mask=True, verbose=False)
     out: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "review")}
     out |= {"tokens": [], "read": []}
@@ -128,36 +142,17 @@ def encode(
     return out
 
 
-def binary_metrics(labels: Sequence[int], positive: Sequence[float]) -> dict[str, Any]:
-    """Metrics of label 1 from the probability of label 1 per review; the cut is at 0.5.
-
-    Accuracy, precision, recall, F1, ROC-AUC, log loss and the confusion matrix (rows: true label).
-
-    >>> binary_metrics([0, 1, 1], [0.2, 0.9, 0.4])["accuracy"]
-    0.6666666666666666
-    """
-    # Imported here: scikit-learn costs a second at import, and the app never needs it.
-    from sklearn import metrics
-
-    labels, positive = np.asarray(labels), np.asarray(positive, dtype=np.float64)
-    predictions = (positive > 0.5).astype(int)
-    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
-        labels, predictions, average="binary", pos_label=1, zero_division=0
-    )
-    both = len(np.unique(labels)) == 2  # ROC-AUC needs both labels among the reviews
-    return {
-        "accuracy": float(metrics.accuracy_score(labels, predictions)),
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
-        "roc_auc": float(metrics.roc_auc_score(labels, positive)) if both else None,
-        "log_loss": float(metrics.log_loss(labels, positive, labels=[0, 1])),
-        "confusion_matrix": metrics.confusion_matrix(labels, predictions, labels=[0, 1]).tolist(),
-    }
-
-
 def positive_probability(logits: Any) -> Any:
     """Softmax probability of label 1 for each row of a (reviews, 2) array of logits."""
     logits = np.asarray(logits, dtype=np.float64)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted[:, 1] / shifted.sum(axis=1)
+
+
+def top_label(scores: dict[str, float]) -> str:
+    """The most probable label of one prediction; a tie goes to the first label (NEGATIVE).
+
+    >>> top_label({"NEGATIVE": 0.2, "POSITIVE": 0.8})
+    'POSITIVE'
+    """
+    return max(scores, key=scores.__getitem__)

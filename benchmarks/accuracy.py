@@ -2,13 +2,16 @@
 
     python benchmarks/accuracy.py --model "$(../shared/tools/pretrained-encoder.sh)" \
         --data ../shared/data/imdb                      # every cell, in protocol order
-    python benchmarks/accuracy.py ... --cells card-head card-head+tail --seeds 42 43
+    python benchmarks/accuracy.py ... --cells default head --seeds 42 43
 
 Each cell fine-tunes the base model on a stratified subset of the training split and tests it
 on one fixed, stratified sample of test reviews (the same for every cell). A finished cell is
 appended to `results/accuracy.csv` at once, and cells already there are skipped, so the
 protocol can run across several sittings; `results/accuracy.md` and `learning_curve.png` are
 rewritten from the CSV after every cell. `--report` rewrites them without training.
+
+Each cell is `main.py` as shipped with some of its flags changed. Cells of earlier recipes,
+whose settings the library no longer has, are in `results/history/` (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's modules
 
+import data  # noqa: E402
 import train  # noqa: E402
-from utils import binary_metrics, encode, positive_probability  # noqa: E402
+from utils import HEAD_FRACTION  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TEST_REVIEWS = 2000  # the fixed test sample, half of each label
@@ -65,242 +69,45 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Cell:
-    """One recipe: TrainConfig overrides, plus the tutorial habits we measure against."""
+    """One recipe: main.py's flags as shipped, with `overrides` (TrainConfig fields)."""
 
     name: str
     about: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    inference: tuple[str, ...] = ()  # strategies tested; () means the one training used
-    clean: bool = True  # clean_text before tokenizing
-    pad_to_max: bool = False  # pad every batch to max_length instead of its longest review
-    select_on_test: bool = False  # pick the best epoch on the test reviews (a tutorial's habit)
+    inference: tuple[str, ...] = ("head+tail", "sliding")  # strategies tested
     curve: str = ""  # the learning-curve line this cell is a point of, if any
-    tune: bool = False  # also test on held-out training reviews, to choose without the test set
 
 
-# Random batches, as main.py draws them by default; the grouped cells measure --group-by-length.
-# The model's own [CLS] head, as every cell measured before mean pooling: each row keeps the
-# recipe it measured.
-CARD = {
-    "batch_size": 2,
-    "grad_accum": 2,
-    "learning_rate": 5e-5,
-    "epochs": 2.0,
-    "group_by_length": False,
-    "pooling": "cls",
-    "val_reviews": 0,  # the epoch picked on 10% of the subset
-    "inference_truncation": None,  # read as trained
-    "head_learning_rate": None,  # the head at --learning-rate
-    "head_init": "random",
-    "dropout": None,  # the base model's own
-}
-TUTORIAL = {
-    "batch_size": 16,
-    "grad_accum": 1,
-    "learning_rate": 2e-5,
-    "warmup_ratio": 0.0,
-    "group_by_length": False,
-    "pooling": "cls",
-    "inference_truncation": None,
-    "head_learning_rate": None,
-    "head_init": "random",
-    "dropout": None,
-}
-MEAN = CARD | {"truncation": "head+tail", "pooling": "mean"}
-ONE_RATE = MEAN | {"val_reviews": 500, "inference_truncation": "sliding"}
-HEAD_RATE = ONE_RATE | {"head_learning_rate": 1e-3}  # the default before the sweep
-DEFAULT = ONE_RATE | {"head_init": "probe", "dropout": 0.0}  # main.py as shipped
-GROUPED = CARD | {"truncation": "head+tail", "group_by_length": True}
-CLS_CURVE = "[CLS] head, epoch picked on 10% of the subset"
-ONE_RATE_CURVE = "mean pooling, epoch picked on 500 more reviews, one learning rate"
-HEAD_RATE_CURVE = "as above, the new head learning at 1e-3"
-DEFAULT_CURVE = "the default: one learning rate, the head fitted first, no dropout"
+DEFAULT_CURVE = "the default recipe"
 CELLS = {
     cell.name: cell
     for cell in (
         Cell(
             "default",
-            "THE DEFAULT RECIPE: card batch settings, cleaning, dynamic padding, head+tail "
-            "(1/4 head), mean pooling, the head first fitted as a logistic regression, no "
-            "dropout, the epoch picked on 500 more training-split reviews",
-            DEFAULT,
-            inference=("head+tail", "sliding"),
+            "main.py as shipped: head+tail (1/4 head) at 256 tokens, mean pooling, the head "
+            "first fitted as a logistic regression, no dropout, the epoch picked on 500 more "
+            "training-split reviews",
             curve=DEFAULT_CURVE,
         ),
         Cell(
-            "head-lr-0.001",
-            "the default before the sweep: a random head learning at 1e-3 (the encoder at "
-            "5e-5), dropout 0.1",
-            HEAD_RATE,
-            inference=("head+tail", "sliding"),
-            curve=HEAD_RATE_CURVE,
+            "head",
+            "the default, trained on each review's first 256 tokens",
+            {"truncation": "head"},
+            ("head", "sliding"),
         ),
+        Cell("random-head", "the default with --head-init random", {"head_init": "random"}),
         Cell(
-            "head-lr-0.001-decay-0.8",
-            "head-lr-0.001, each encoder layer at 0.8 times the rate of the one above (the "
-            "top at 5e-5, the embeddings at 1.3e-5)",
-            HEAD_RATE | {"layer_decay": 0.8},
-            inference=("head+tail", "sliding"),
+            "cls", "the default with --pooling cls (the base model's own head)", {"pooling": "cls"}
         ),
-        Cell(
-            "head-lr-0.001-3-grouped",
-            "head-lr-0.001, 3 epochs, batches grouped by length (to fit the time budget)",
-            HEAD_RATE | {"epochs": 3.0, "group_by_length": True},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "probe-head",
-            "head-lr-0.001, the head first fitted as a logistic regression on the "
-            "pretrained encoder's features of the training reviews (LP-FT)",
-            HEAD_RATE | {"head_init": "probe"},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "probe-ema-0.99",
-            "probe-head, validated and published as a moving average of its weights (decay "
-            "0.99 per update: about the last 100 of 250 updates an epoch)",
-            HEAD_RATE | {"head_init": "probe", "ema_decay": 0.99},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "probe-one-rate",
-            "probe-head, the fitted head learning at the encoder's 5e-5 (LP-FT as published)",
-            ONE_RATE | {"head_init": "probe"},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "one-rate",
-            "the default recipe before --head-learning-rate: the new head learning at the "
-            "encoder's 5e-5",
-            ONE_RATE,
-            inference=("head+tail", "sliding"),
-            curve=ONE_RATE_CURVE,
-        ),
-        Cell(
-            "one-rate-2000",
-            "one-rate, 2,000 training reviews",
-            ONE_RATE | {"subset": 2000},
-            curve=ONE_RATE_CURVE,
-        ),
-        Cell(
-            "frozen-embeddings",
-            "one-rate, token embeddings kept as pretrained",
-            ONE_RATE | {"freeze_embeddings": True},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "frozen-embeddings-3",
-            "one-rate, token embeddings kept as pretrained, 3 epochs",
-            ONE_RATE | {"freeze_embeddings": True, "epochs": 3.0},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "epochs-3-grouped",
-            "one-rate, 3 epochs, batches grouped by length (to fit the time budget)",
-            ONE_RATE | {"epochs": 3.0, "group_by_length": True},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "sliding-train",
-            "one-rate, trained on one sliding window of each review per epoch, a different one "
-            "each epoch, instead of head+tail",
-            ONE_RATE | {"truncation": "sliding"},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "sliding-train-3-grouped",
-            "sliding-train, 3 epochs, batches grouped by length (to fit the time budget)",
-            ONE_RATE | {"truncation": "sliding", "epochs": 3.0, "group_by_length": True},
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "mean-256",
-            "card batch settings, cleaning, head+tail, mean pooling, the epoch picked on 10% "
-            "of the subset",
-            MEAN,
-            inference=("head+tail", "sliding"),
-        ),
-        Cell(
-            "card-head+tail",
-            "card batch settings, cleaning, dynamic padding, head+tail (1/4 head), [CLS] head "
-            "(the default before mean pooling)",
-            CARD | {"truncation": "head+tail"},
-            inference=("head+tail", "sliding"),
-            curve=CLS_CURVE,
-        ),
-        Cell(
-            "card-head",
-            "card batch settings, cleaning, dynamic padding, head",
-            CARD | {"truncation": "head"},
-            inference=("head", "sliding"),
-        ),
-        Cell(
-            "tutorial",
-            "TUTORIAL RECIPE, for contrast: batch 16, lr 2e-5, pad to max length, head, "
-            "no cleaning, best epoch chosen ON THE TEST SET",
-            TUTORIAL | {"truncation": "head"},
-            clean=False,
-            pad_to_max=True,
-            select_on_test=True,
-        ),
-        Cell(
-            "card-head-raw",
-            "card batch settings, head, no cleaning",
-            CARD | {"truncation": "head"},
-            clean=False,
-        ),
-        Cell(
-            "lr-1e-4",
-            "card batch settings, cleaning, head+tail, learning rate 1e-4",
-            CARD | {"truncation": "head+tail", "learning_rate": 1e-4},
-        ),
+        Cell("tokens-512", "the default at 512 tokens", {"max_length": 512}),
         *(
             Cell(
-                f"head+tail-{tokens}",
-                f"card settings, cleaning, head+tail, {tokens} tokens",
-                CARD | {"truncation": "head+tail", "max_length": tokens},
-                inference=("head+tail", "sliding"),
-            )
-            for tokens in (384, 512)
-        ),
-        Cell(
-            "epochs-3",
-            "card batch settings, cleaning, head+tail, 3 epochs (1.5x the training time)",
-            CARD | {"truncation": "head+tail", "epochs": 3.0},
-        ),
-        Cell(
-            "val-0.2",
-            "card batch settings, cleaning, head+tail, 20% of the subset held out to choose the "
-            "epoch (200 reviews) instead of 10%",
-            CARD | {"truncation": "head+tail", "val_fraction": 0.2},
-        ),
-        *(
-            Cell(
-                f"split-{fraction:g}-128",
-                f"card settings, 128 tokens: {fraction:.0%} from the head, the rest from the tail"
-                + {0.0: " (tail only)", 1.0: " (= head)"}.get(fraction, ""),
-                CARD | {"truncation": "head+tail", "max_length": 128, "head_fraction": fraction},
-                tune=True,
-            )
-            for fraction in (0.0, 0.25, 0.5, 1.0)
-        ),
-        *(
-            Cell(
-                f"cls-{n}",
-                f"card-head+tail ([CLS] head), {n:,} training reviews",
-                CARD | {"truncation": "head+tail", "subset": n},
-                curve=CLS_CURVE,
+                f"default-{n}",
+                f"the default on {n:,} training reviews",
+                {"subset": n},
+                curve=DEFAULT_CURVE,
             )
             for n in (500, 2000)
-        ),
-        *(
-            Cell(
-                f"grouped-{tokens}",
-                f"card settings, cleaning, head+tail, {tokens} tokens, batches grouped by length",
-                GROUPED | {"max_length": tokens},
-                inference=("head+tail", "sliding"),
-            )
-            for tokens in (256, 384, 512)
         ),
     )
 }
@@ -309,12 +116,12 @@ DEFAULT_SUBSET = 1000
 logger = logging.getLogger("accuracy")
 
 
-def fixed_test_sample(data: dict[str, Any], n: int = TEST_REVIEWS) -> Any:
+def fixed_test_sample(reviews: dict[str, Any], n: int = TEST_REVIEWS) -> Any:
     """`n` test reviews, stratified, drawn with TEST_SEED: the same in every cell."""
     rng = np.random.default_rng(TEST_SEED)
-    labels = np.asarray(data["test"]["label"])
-    rows = train.balanced_sample(labels, n, rng, "--test-reviews")
-    return data["test"].select(rows)
+    labels = np.asarray(reviews["test"]["label"])
+    rows = data.balanced_sample(labels, n, rng, "--test-reviews")
+    return reviews["test"].select(rows)
 
 
 def cell_config(cell: Cell, args: argparse.Namespace, seed: int, work: Path) -> train.TrainConfig:
@@ -326,26 +133,16 @@ def cell_config(cell: Cell, args: argparse.Namespace, seed: int, work: Path) -> 
         seed=seed,
         test_subset=2,  # replaced by the fixed sample
         output_dir=str(work / "model"),
-        checkpoint_dir=str(work / "checkpoints"),
     )
 
 
-def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> list[dict]:
+def run_cell(cell: Cell, config: train.TrainConfig, reviews: dict, test: Any) -> list[dict]:
     """Train one cell and test it with each inference strategy; one CSV row per strategy."""
-    from transformers import DataCollatorWithPadding, set_seed
+    from transformers import set_seed
 
     started = time.perf_counter()
-    if cell.select_on_test:  # the tutorial's habit: all reviews train, the test set validates
-        rng = np.random.default_rng(config.seed)
-        rows = train.balanced_sample(np.asarray(data["train"]["label"]), config.subset, rng, "")
-        splits = {"train": data["train"].select(rows), "validation": test, "test": test}
-    else:
-        splits = train.make_splits(data, config) | {"test": test}
-    tokenizer, trainer = train.prepare(config, splits, clean=cell.clean)
-    if cell.pad_to_max:
-        trainer.data_collator = DataCollatorWithPadding(
-            tokenizer, padding="max_length", max_length=config.max_length
-        )
+    splits = data.make_splits(reviews, config) | {"test": test}
+    tokenizer, trainer = train.prepare(config, splits)
     kept = keep_last_epoch(trainer)
     set_seed(config.seed)
     trained = trainer.train()
@@ -356,28 +153,22 @@ def run_cell(cell: Cell, config: train.TrainConfig, data: dict, test: Any) -> li
         "train_reviews": len(splits["train"]),
         "max_length": config.max_length,
         "truncation": config.truncation,
-        "head_fraction": config.head_fraction if config.truncation == "head+tail" else "",
+        "head_fraction": HEAD_FRACTION if config.truncation == "head+tail" else "",
         "best_epoch": best["epoch"],
         "train_seconds": round(trained.metrics["train_runtime"], 1),
         "train_reviews_per_second": round(trained.metrics["train_samples_per_second"], 2),
     }
-    if cell.tune:
-        held_out = tuning_sample(data, splits, config.seed)
-        classifier = train.serving_classifier(trainer.model, tokenizer, config)
-        tuning, _ = train.test_split(classifier, held_out, config.eval_batch_size)
-        base["tuning_accuracy"] = round(tuning["accuracy"], 4)
     rows = []
-    for strategy in cell.inference or (config.truncation,):
+    for strategy in cell.inference:
         logger.info("%s seed %d: testing with %s", cell.name, config.seed, strategy)
-        result = _test(cell, config, trainer, tokenizer, test, strategy)
+        result = _test(config, trainer, tokenizer, test, strategy)
         rows.append(base | {"inference": strategy} | result)
-    if cell.clean and not cell.select_on_test:
-        # The chosen weights are the last epoch's unless an earlier epoch won: test them then.
-        if best["epoch"] == trainer.state.epoch:
-            accuracy = next(r["accuracy"] for r in rows if r["inference"] == config.truncation)
-        else:
-            accuracy = last_epoch_accuracy(trainer, tokenizer, config, test, kept)
-        rows = [row | {"last_epoch_accuracy": round(accuracy, 4)} for row in rows]
+    # The chosen weights are the last epoch's unless an earlier epoch won: test them then.
+    if best["epoch"] == trainer.state.epoch:
+        accuracy = next(r["accuracy"] for r in rows if r["inference"] == config.truncation)
+    else:
+        accuracy = last_epoch_accuracy(trainer, tokenizer, config, test, kept)
+    rows = [row | {"last_epoch_accuracy": round(accuracy, 4)} for row in rows]
     wall = round(time.perf_counter() - started, 1)
     finished = time.strftime("%Y-%m-%d %H:%M")
     return [row | {"wall_seconds": wall, "finished": finished} for row in rows]
@@ -409,50 +200,38 @@ def last_epoch_accuracy(
     model.load_state_dict(weights)
     as_trained = replace(config, inference_truncation=config.truncation)
     classifier = train.serving_classifier(model, tokenizer, as_trained)
-    metrics, _ = train.test_split(classifier, test, config.eval_batch_size)
+    metrics, _ = train.test_split(classifier, test)
     return metrics["accuracy"]
 
 
 def tuning_sample(
-    data: dict, splits: dict, seed: int, n: int = TUNING_REVIEWS, what: str = "tuning sample"
+    reviews: dict, splits: dict, seed: int, n: int = TUNING_REVIEWS, what: str = "tuning sample"
 ) -> Any:
     """`n` training-split reviews, stratified, that the cell neither trained nor validated
     on: settings are compared here, so the test reviews choose nothing."""
     used = set(splits["train"]["text"]) | set(splits["validation"]["text"])
-    free = [i for i, text in enumerate(data["train"]["text"]) if text not in used]
-    labels = np.asarray(data["train"]["label"])[free]
+    free = [i for i, text in enumerate(reviews["train"]["text"]) if text not in used]
+    labels = np.asarray(reviews["train"]["label"])[free]
     rng = np.random.default_rng(seed + TEST_SEED)
-    rows = train.balanced_sample(labels, n, rng, what)
-    return data["train"].select([free[i] for i in rows])
+    rows = data.balanced_sample(labels, n, rng, what)
+    return reviews["train"].select([free[i] for i in rows])
 
 
-def _test(cell: Cell, config: Any, trainer: Any, tokenizer: Any, test: Any, strategy: str) -> dict:
+def _test(config: Any, trainer: Any, tokenizer: Any, test: Any, strategy: str) -> dict:
     """Accuracy, F1, accuracy on reviews longer than the budget, and test reviews/s."""
-    budget = config.max_length
-    if cell.clean:
-        classifier = train.serving_classifier(
-            trainer.model, tokenizer, replace(config, inference_truncation=strategy)
-        )
-        metrics, rows = train.test_split(classifier, test, config.eval_batch_size)
-        tokens, positive, speed = rows["tokens"], rows["positive"], metrics["reviews_per_second"]
-    else:  # raw text, read as training read it: through the Trainer, no cleaning
-        cut = replace(config, truncation=strategy)
-        tokens_ds = train.tokenize({"test": test}, tokenizer, cut, clean=False)["test"]
-        started = time.perf_counter()
-        prediction = trainer.predict(tokens_ds)
-        speed = round(len(test) / (time.perf_counter() - started), 1)
-        positive = positive_probability(prediction.predictions)
-        metrics = binary_metrics(test["label"], positive)
-        tokens = encode(tokenizer, test["text"], strategy, config.head_fraction, False)["tokens"]
-    labels, positive = np.asarray(test["label"]), np.asarray(positive)
-    long = np.asarray(tokens) > budget
-    correct = (positive > 0.5).astype(int) == labels
+    classifier = train.serving_classifier(
+        trainer.model, tokenizer, replace(config, inference_truncation=strategy)
+    )
+    metrics, rows = train.test_split(classifier, test)
+    labels, predicted = np.asarray(test["label"]), np.asarray(rows["predicted"])
+    long = np.asarray(rows["tokens"]) > config.max_length
+    correct = predicted == labels
     return {
         "accuracy": round(metrics["accuracy"], 4),
         "f1": round(metrics["f1"], 4),
         "long_reviews": int(long.sum()),
         "long_accuracy": round(float(correct[long].mean()), 4),
-        "test_reviews_per_second": speed,
+        "test_reviews_per_second": metrics["reviews_per_second"],
     }
 
 
@@ -614,8 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_report(read_rows(csv_path), args.out, args.model, args.test_reviews)
         return 0
 
-    data = train.load_data(args.data)
-    test = fixed_test_sample(data, args.test_reviews)
+    reviews = data.load_data(args.data)
+    test = fixed_test_sample(reviews, args.test_reviews)
     for name in args.cells:
         for seed in args.seeds:
             done = {(row["cell"], int(row["seed"])) for row in read_rows(csv_path)}
@@ -626,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 config = cell_config(CELLS[name], args, seed, work)
                 logger.info("%s seed %d: %s", name, seed, dataclasses.asdict(config))
-                rows = run_cell(CELLS[name], config, data, test)
+                rows = run_cell(CELLS[name], config, reviews, test)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             append_rows(csv_path, rows)

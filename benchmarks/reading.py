@@ -28,19 +28,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from accuracy import fixed_test_sample, tuning_sample
 
+import data
 import train
+from config import saved_config
 from infer import load
 from utils import STRATEGIES
 
 
-def unseen_reviews(model_dir: Path, data: dict[str, Any], split: str, n: int) -> Any:
+def unseen_reviews(model_dir: Path, reviews: dict[str, Any], split: str, n: int) -> Any:
     """`n` balanced reviews of `split` that the model in `model_dir` was not trained or
     validated on: its saved settings and seed redraw the reviews it used."""
     if split == "test":
-        return fixed_test_sample(data, n)
-    config = train.trained_config(json.loads((model_dir / "metrics.json").read_text())["config"])
-    used = train.make_splits(data, config)
-    return tuning_sample(data, used, config.seed, n, "--reviews")
+        return fixed_test_sample(reviews, n)
+    saved = json.loads((model_dir / "metrics.json").read_text())["config"]
+    config = saved_config(saved, str(model_dir))
+    used = data.make_splits(reviews, config)
+    return tuning_sample(reviews, used, config.seed, n, "--reviews")
 
 
 def compare(classifier: Any, reviews: Any, strategies: Sequence[str]) -> list[dict[str, Any]]:
@@ -52,7 +55,7 @@ def compare(classifier: Any, reviews: Any, strategies: Sequence[str]) -> list[di
     for strategy in strategies:
         reading = replace(classifier, truncation=strategy)
         metrics, per_review = train.test_split(reading, reviews)
-        correct[strategy] = (np.asarray(per_review["positive"]) > 0.5).astype(int) == labels
+        correct[strategy] = np.asarray(per_review["predicted"]) == labels
         long = np.asarray(per_review["tokens"]) > classifier.max_length
         rows.append(
             {
@@ -105,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--reviews 0 takes a whole split, which only --split test allows.")
 
     classifier = load(args.model_dir)
-    reviews = unseen_reviews(args.model_dir, train.load_data(args.data), args.split, args.reviews)
+    reviews = unseen_reviews(args.model_dir, data.load_data(args.data), args.split, args.reviews)
     rows = compare(classifier, reviews, args.strategies)
     where = (
         "training-split reviews it neither trained nor validated on"

@@ -82,7 +82,7 @@ def train_args(base_model: Path, data_dir: Path, output_dir: Path, *extra: str) 
     """Flags for a tiny run: seconds on 2 cores; a high learning rate so the tiny model learns."""
     return [
         "--model", str(base_model), "--data", str(data_dir), "--output-dir", str(output_dir),
-        "--checkpoint-dir", str(output_dir.parent / "checkpoints"), "--subset", "120",
+        "--subset", "120",
         "--val-reviews", "12", "--test-subset", "40", "--max-length", str(MAX_LENGTH),
         "--epochs", "6", "--learning-rate", "2e-3", *extra,
     ]  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 from conftest import MAX_LENGTH, run_script
 
 import infer
-from utils import MAX_CHARS, encode
+from utils import MAX_CHARS, encode, top_label
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def test_predict_one_review(classifier):
     (scores,) = classifier.predict(["wonderful great film"])
     assert set(scores) == {"NEGATIVE", "POSITIVE"}
     assert sum(scores.values()) == pytest.approx(1.0)
-    assert infer.top_label(scores) == "POSITIVE"
+    assert top_label(scores) == "POSITIVE"
 
 
 def test_batch_matches_one_by_one_in_order(classifier):
@@ -30,7 +30,7 @@ def test_batch_matches_one_by_one_in_order(classifier):
     for text, scores in zip(texts, batch, strict=True):
         (alone,) = classifier.predict([text])
         assert scores == pytest.approx(alone, abs=1e-5)
-    assert [infer.top_label(s) for s in batch] == ["NEGATIVE", "POSITIVE", "POSITIVE", "NEGATIVE"]
+    assert [top_label(s) for s in batch] == ["NEGATIVE", "POSITIVE", "POSITIVE", "NEGATIVE"]
 
 
 def test_html_is_cleaned_as_in_training(classifier):
@@ -85,22 +85,23 @@ def test_head_tail_reads_the_opening_and_the_verdict(model_dir):
     ids = encode(classifier.tokenizer, [TWIST], "head+tail", 0.25)["input_ids"]
     (prediction,) = classifier.classify([TWIST])
     assert prediction.scores == pytest.approx(probabilities(classifier, ids), abs=1e-9)
-    (head,) = infer.Classifier(classifier.model, classifier.tokenizer, classifier.labels).predict(
-        [TWIST]
-    )
+    (head,) = infer.Classifier(
+        classifier.model, classifier.tokenizer, classifier.labels, "head"
+    ).predict([TWIST])
     # The tiny model barely knows the words, but the same input gives the same output exactly:
     # a different output means the model read different tokens.
     assert head != pytest.approx(prediction.scores, abs=1e-6)
     assert (prediction.read, prediction.tokens) == (MAX_LENGTH, 2 + 60 + 12)
 
 
-def test_folders_from_before_the_setting_read_the_head(tmp_path, model_dir):
+def test_a_folder_without_reading_settings_says_to_retrain(tmp_path, model_dir):
     folder = tmp_path / "old"
     shutil.copytree(model_dir, folder)
     config = json.loads((folder / "config.json").read_text())
-    del config["truncation"]
+    del config["truncation"]  # as folders were saved before the setting existed
     (folder / "config.json").write_text(json.dumps(config))
-    assert infer.load(folder).truncation == "head"
+    with pytest.raises(infer.ModelNotFoundError, match="Retrain it with `python main"):
+        infer.load(folder)
 
 
 BAD_TEXTS = [

@@ -15,7 +15,7 @@ from PIL import Image
 
 import app
 import main
-from report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS, card_body
+from report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS, card_body, display_name
 
 TIMING = ("seconds", "reviews_per_second")
 
@@ -90,12 +90,30 @@ def test_model_card_metadata_matches_metrics_json(model_dir):
     assert f"first {MAX_LENGTH} tokens" in text
 
 
-def test_model_card_says_how_training_read_long_reviews(model_dir):
-    report = metrics(model_dir)
-    assert "cut long reviews by `head+tail`" in card_body(report)
-    report["config"]["truncation"] = "sliding"
-    body = card_body(report)
-    assert "one of its overlapping windows per epoch" in body and "`sliding`;" not in body
+def test_model_card_says_how_the_model_reads_long_reviews(model_dir):
+    body = card_body(metrics(model_dir))
+    assert "cut long reviews by `head+tail`" in body
+    assert "reads long reviews by `sliding`" in body and "overlapping 32-token windows" in body
+
+
+def test_model_card_shows_no_path_of_this_machine(model_dir, base_model, data_dir):
+    body = card_body(metrics(model_dir))
+    assert str(base_model) not in body and str(data_dir) not in body
+    assert f"`{base_model.name}`" in body
+    assert display_name("distilbert-base-uncased") == "distilbert-base-uncased"
+
+
+def test_evaluate_refuses_a_folder_from_another_version(tmp_path, model_dir, capsys):
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    report = metrics(copy)
+    report["config"]["ema_decay"] = 0.0  # a setting this version no longer has
+    (copy / "metrics.json").write_text(json.dumps(report))
+    before = (copy / "metrics.json").read_text()
+    assert main.main(["evaluate", "--model-dir", str(copy)]) == 2
+    error = capsys.readouterr().err
+    assert "another version of this project" in error and "ema_decay" in error
+    assert "retrain it with python main.py" in error
+    assert (copy / "metrics.json").read_text() == before
 
 
 def test_evaluate_reproduces_the_saved_test_metrics(tmp_path, model_dir, capsys):

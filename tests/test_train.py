@@ -17,11 +17,11 @@ import torch
 from conftest import MAX_LENGTH, VOCAB, make_frame, run_script, train_args, train_in_process
 from safetensors.torch import load_file
 
+import data
 import infer
 import main
+import publish
 import train
-
-PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl"}
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
@@ -32,14 +32,26 @@ def test_main_publishes_a_complete_model(trained):
     output, result = trained
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Test on 40 reviews: accuracy" in result.stdout
+    assert not (output.parent / ".model.checkpoints").exists()  # scratch removed on success
     names = {p.name for p in output.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer_config.json", "metrics.json"} <= names
-    assert not {p.name for p in output.iterdir() if p.suffix in PICKLE_SUFFIXES}
+    assert not {p.name for p in output.iterdir() if p.suffix in publish.PICKLE_SUFFIXES}
     assert not list(output.parent.glob(".model.partial-*"))
     config = json.loads((output / "config.json").read_text())
     assert config["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
     tokenizer_config = json.loads((output / "tokenizer_config.json").read_text())
     assert tokenizer_config["model_max_length"] == MAX_LENGTH
+
+
+def test_the_console_shows_phases_and_epochs_not_raw_logs(trained):
+    _, result = trained
+    console = result.stdout + result.stderr
+    epochs = [line for line in console.splitlines() if line.startswith("Epoch ")]
+    assert len(epochs) == 6 and epochs[0].startswith("Epoch 1/6: training loss")
+    for phase in ("Baseline (untrained head)", "Fitting the head", "Training", "Testing"):
+        assert phase in console
+    assert "{'loss'" not in console and "'grad_norm'" not in console  # the Trainer's dicts
+    assert "Loading weights" not in console
 
 
 def test_metrics_json_reports_the_run(model_dir):
@@ -59,31 +71,18 @@ def test_metrics_json_reports_the_run(model_dir):
 
 
 def test_validation_reviews_come_from_beside_the_subset(data_dir):
-    data = train.load_data(str(data_dir))
+    reviews = data.load_data(str(data_dir))
     config = train.TrainConfig(subset=60, val_reviews=10, test_subset=20, data=str(data_dir))
-    splits = train.make_splits(data, config)
+    splits = data.make_splits(reviews, config)
     assert [len(splits[s]) for s in ("train", "validation", "test")] == [60, 10, 20]
     assert sum(splits["train"]["label"]) == 30 and sum(splits["validation"]["label"]) == 5
-    assert 0 < sum(splits["train"]["label"][:10]) < 10  # shuffled, not label blocks
-    train_texts, val_texts = set(splits["train"]["text"]), set(splits["validation"]["text"])
-    assert len(train_texts | val_texts) == 70  # disjoint
-    assert val_texts <= set(data["train"]["text"])
-    everything = replace(config, subset=0)  # 0 takes every review the validation left
-    assert len(train.make_splits(data, everything)["train"]) == 200 - 10
-
-
-def test_splits_are_balanced_shuffled_and_disjoint(data_dir):
-    data = train.load_data(str(data_dir))
-    config = train.TrainConfig(subset=60, val_reviews=0, test_subset=20, data=str(data_dir))
-    splits = train.make_splits(data, config)
-    assert [len(splits[s]) for s in ("train", "validation", "test")] == [54, 6, 20]
-    assert sum(splits["validation"]["label"]) == 3  # stratified: half of each label
-    assert sum(splits["train"]["label"]) + 3 == 30
     assert sum(splits["test"]["label"]) == 10
     assert 0 < sum(splits["train"]["label"][:10]) < 10  # shuffled, not label blocks
     train_texts, val_texts = set(splits["train"]["text"]), set(splits["validation"]["text"])
-    assert not train_texts & val_texts
-    assert val_texts <= set(data["train"]["text"])  # carved from training data only
+    assert len(train_texts | val_texts) == 70  # disjoint
+    assert val_texts <= set(reviews["train"]["text"])
+    everything = replace(config, subset=0)  # 0 takes every review the validation left
+    assert len(data.make_splits(reviews, everything)["train"]) == 200 - 10
 
 
 def test_model_selection_never_sees_the_test_split(monkeypatch, tmp_path, base_model, data_dir):
@@ -129,27 +128,12 @@ def test_same_seed_gives_the_same_model(tmp_path, base_model, data_dir):
     assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])
 
 
-def test_freeze_embeddings_keeps_the_token_table_and_trains_the_rest(
-    tmp_path, base_model, data_dir, model_dir
-):
-    base = load_file(base_model / "model.safetensors")
-    table, layer = "embeddings.word_embeddings.weight", "transformer.layer.0.attention.q_lin.weight"
-    assert main.main(train_args(base_model, data_dir, tmp_path / "m", "--freeze-embeddings")) == 0
-    frozen = load_file(tmp_path / "m" / "model.safetensors")
-    assert frozen[f"encoder.{table}"].equal(base[table])
-    assert not frozen[f"encoder.{layer}"].equal(base[layer])
-    # The default run, same data and steps, moves the table: the flag is what kept it.
-    assert not load_file(model_dir / "model.safetensors")[f"encoder.{table}"].equal(base[table])
-
-
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_dropout_flag_sets_every_dropout_layer_attention_included(pooling, base_model):
+def test_training_drops_nothing_attention_included(pooling, base_model, monkeypatch):
     from torch import nn
 
-    def train_mode_logits(dropout: float | None) -> tuple[set[float], list[torch.Tensor]]:
-        config = train.TrainConfig(
-            model=str(base_model), max_length=MAX_LENGTH, pooling=pooling, dropout=dropout
-        )
+    def train_mode_logits() -> tuple[set[float], list[torch.Tensor]]:
+        config = train.TrainConfig(model=str(base_model), max_length=MAX_LENGTH, pooling=pooling)
         tokenizer, model = train.load_base(config)
         model.train()
         batch = tokenizer(["great film and a wonderful plot"] * 4, return_tensors="pt")
@@ -157,75 +141,32 @@ def test_dropout_flag_sets_every_dropout_layer_attention_included(pooling, base_
         torch.manual_seed(0)
         return probabilities, [model(**batch).logits for _ in range(2)]
 
-    probabilities, (first, second) = train_mode_logits(0.0)
+    probabilities, (first, second) = train_mode_logits()
     assert probabilities == {0.0}
     assert first.equal(second)  # nothing dropped: training passes are repeatable
-    probabilities, (first, second) = train_mode_logits(None)  # the base model's own
+    monkeypatch.setattr(train, "set_dropout", lambda model, p: None)  # the base model's own
+    probabilities, (first, second) = train_mode_logits()
     assert 0.0 not in probabilities
     assert not first.equal(second)
 
 
-@pytest.mark.parametrize(
-    ("flags", "head", "layer", "embeddings"),
-    [
-        ([], 1e-4, 1e-4, 1e-4),  # by default the head learns at --learning-rate
-        (["--head-learning-rate", "1e-3"], 1e-3, 1e-4, 1e-4),
-        (["--head-learning-rate", "1e-2"], 1e-2, 1e-4, 1e-4),
-        (["--layer-decay", "0.5"], 1e-4, 1e-4, 5e-5),
-        (["--pooling", "cls"], 1e-4, 1e-4, 1e-4),
-        (
-            ["--pooling", "cls", "--head-learning-rate", "1e-2", "--layer-decay", "0.5"],
-            1e-2,
-            1e-4,
-            5e-5,
-        ),
-    ],
-)
-def test_each_part_learns_at_its_own_rate(
-    flags, head, layer, embeddings, tmp_path, base_model, data_dir
-):
-    one_step = ["--subset", "4", "--val-reviews", "2", "--epochs", "1", "--warmup-ratio", "0"]
-    one_step += ["--head-init", "random"]  # the step alone moves the head: no fit before it
-    args = train_args(base_model, data_dir, tmp_path / "model", *one_step, *flags)
-    args += ["--weight-decay", "0", "--learning-rate", "1e-4"]
-    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
-    _, trainer = train.prepare(config, train.make_splits(train.load_data(str(data_dir)), config))
-    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
-    trainer.train()
-    assert trainer.state.global_step == 1
-    base = trainer.model.base_model_prefix + "."
-    moved: dict[str, list[float]] = {"head": [], "layer": [], "embeddings": []}
-    for name, parameter in trainer.model.named_parameters():
-        # The tiny model has one layer: the top one, at --learning-rate.
-        part = "head" if not name.startswith(base) else "layer"
-        part = "embeddings" if ".embeddings." in name else part
-        moved[part].append((parameter.detach() - before[name]).abs().max().item())
-    # Adam's first step moves every weight that has a gradient by its learning rate. (Some
-    # have none: attention's key bias cancels in the softmax.)
-    rates = {"head": head, "layer": layer, "embeddings": embeddings}
-    for part, steps in moved.items():
-        assert max(steps) == pytest.approx(rates[part], rel=1e-2), part
-    assert min(moved["head"]) == pytest.approx(head, rel=1e-2)
-    # DistilBERT's own head has a pre-classifier too.
-    assert len(moved["head"]) == (2 if config.pooling == "mean" else 4)
-
-
 # (With --pooling cls, the tiny DistilBERT's random pre-classifier gives the probe features of
 # almost no spread: nothing to fit.)
-@pytest.mark.parametrize("flags", [[], ["--truncation", "sliding"]])
 def test_a_probe_head_starts_as_the_logistic_regression_of_its_features(
-    flags, tmp_path, base_model, data_dir
+    tmp_path, base_model, data_dir
 ):
     from sklearn.linear_model import LogisticRegression
 
-    args = train_args(base_model, data_dir, tmp_path / "model", "--head-init", "probe", *flags)
+    import probe as lp
+
+    args = train_args(base_model, data_dir, tmp_path / "model", "--head-init", "probe")
     config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
-    _, trainer = train.prepare(config, train.make_splits(train.load_data(str(data_dir)), config))
+    _, trainer = train.prepare(config, data.make_splits(data.load_data(str(data_dir)), config))
     (probe,) = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "ProbeHead"]
     # The reviews as the first epoch reads them, in the training loader's batches.
-    features, labels = train.head_features(trainer.model, trainer.get_train_dataloader())
-    expected = LogisticRegression(C=train.PROBE_C, max_iter=1000).fit(features, labels)
-    classifier = train.classifier_layer(trainer.model)
+    features, labels = lp.head_features(trainer.model, trainer.get_train_dataloader())
+    expected = LogisticRegression(C=lp.PROBE_C, max_iter=1000).fit(features, labels)
+    classifier = lp.classifier_layer(trainer.model)
 
     def probabilities() -> np.ndarray:
         with torch.no_grad():
@@ -241,11 +182,10 @@ def test_a_probe_head_starts_as_the_logistic_regression_of_its_features(
 def test_by_default_the_head_is_fitted_inside_the_training_time_and_nothing_dropped(
     tmp_path, base_model, data_dir, caplog
 ):
-    caplog.set_level(logging.INFO, logger="train")
+    caplog.set_level(logging.INFO, logger="probe")
     model = train_in_process(tmp_path, base_model, data_dir)
     assert "Head fitted as a linear probe on 120 training reviews" in caplog.text
-    saved = json.loads((model / "metrics.json").read_text())["config"]
-    assert (saved["head_init"], saved["dropout"], saved["head_learning_rate"]) == ("probe", 0, None)
+    assert json.loads((model / "metrics.json").read_text())["config"]["head_init"] == "probe"
 
 
 def test_a_head_the_probe_cannot_fit_stops_before_training(tmp_path, base_model, data_dir, capsys):
@@ -263,79 +203,24 @@ def test_a_head_the_probe_cannot_fit_stops_before_training(tmp_path, base_model,
     args = train_args(folder, data_dir, tmp_path / "model", "--pooling", "cls")
     assert main.main(args) == 2
     assert "use --head-init random" in capsys.readouterr().err
-    assert not (tmp_path / "model").exists() and not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "model").exists() and not (tmp_path / ".model.checkpoints").exists()
     assert main.main([*args, "--head-init", "random", "--epochs", "1"]) == 0
 
 
-def train_recording(flags: list[str], tmp_path: Path, base_model: Path, data_dir: Path):
-    """A finished Trainer on the tiny model, and its classifier weight before training and after
-    each optimizer step, as training left it."""
-    from transformers import TrainerCallback, set_seed
-
-    args = train_args(base_model, data_dir, tmp_path / "model", "--epochs", "2", *flags)
+def test_validation_batches_hold_reviews_of_like_length(tmp_path, base_model, data_dir):
+    args = train_args(base_model, data_dir, tmp_path / "model", "--val-reviews", "60")
     config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
-    _, trainer = train.prepare(config, train.make_splits(train.load_data(str(data_dir)), config))
-    weights: list[torch.Tensor] = []
-
-    class Record(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            weights.append(trainer.model.classifier.weight.detach().clone())
-
-        on_step_end = on_train_begin
-
-    trainer.add_callback(Record())
-    set_seed(config.seed)
-    trainer.train()
-    return trainer, weights
-
-
-def test_a_moving_average_is_validated_and_published_while_training_follows_the_weights(
-    tmp_path, base_model, data_dir
-):
-    decay = 0.9
-    trainer, weights = train_recording(["--ema-decay", str(decay)], tmp_path, base_model, data_dir)
-    plain, plain_weights = train_recording([], tmp_path, base_model, data_dir)
-    # The average never steers training: the same losses and weights, step by step.
-    losses = [[row.get("loss") for row in t.state.log_history] for t in (trainer, plain)]
-    assert losses[0] == losses[1]
-    assert all(a.equal(b) for a, b in zip(weights, plain_weights, strict=True))
-    # What was validated, kept and published is the average at the kept epoch's last step.
-    best = train.best_epoch(trainer.state.log_history)
-    kept = round(best["epoch"] * trainer.state.global_step / 2)
-    average = weights[0].clone()
-    for step, weight in enumerate(weights[1 : kept + 1], start=1):
-        average.lerp_(weight, 1 - min(decay, (1 + step) / (10 + step)))
-    published = trainer.model.classifier.weight.detach()
-    assert torch.allclose(published, average, atol=1e-6)
-    assert not torch.allclose(published, weights[kept], atol=1e-3)
-
-
-def padded_share(config: train.TrainConfig, data_dir: Path, split: str = "train") -> float:
-    """Share of the token slots in one epoch of `split` batches (train or validation) that pad."""
-    splits = train.make_splits(train.load_data(str(data_dir)), config)
+    splits = data.make_splits(data.load_data(str(data_dir)), config)
     _, trainer = train.prepare(config, splits)
-    loader = trainer.get_train_dataloader() if split == "train" else trainer.get_eval_dataloader()
-    masks = [batch["attention_mask"] for batch in loader]
-    return 1 - sum(int(mask.sum()) for mask in masks) / sum(mask.numel() for mask in masks)
-
-
-def test_grouped_batches_carry_less_padding(tmp_path, base_model, data_dir):
-    args = train_args(base_model, data_dir, tmp_path / "model")
-    random = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
-    assert not random.group_by_length  # the default
-    config = train.TrainConfig(**vars(main.build_parser().parse_args([*args, "--group-by-length"])))
-    assert config == replace(random, group_by_length=True)
-    grouped_share, random_share = padded_share(config, data_dir), padded_share(random, data_dir)
-    assert random_share > 0.05  # reviews of 10 to 40 words padded to their random partner
-    assert grouped_share < random_share / 3
-
-
-def test_validation_batches_carry_little_padding(tmp_path, base_model, data_dir):
-    flags = ["--val-reviews", "60", "--eval-batch-size", "4"]
-    args = train_args(base_model, data_dir, tmp_path / "model", *flags)
-    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
-    # Random batches of 4 of these reviews leave 16% of their slots to padding (measured).
-    assert padded_share(config, data_dir, "validation") < 0.05
+    lengths = [len(ids) for ids in trainer.eval_dataset["input_ids"]]
+    assert len(lengths) == 60 and lengths == sorted(lengths)  # so a batch pads to its neighbours
+    drawn = [
+        len(ids)
+        for ids in train.tokenize(splits, trainer.processing_class, config)["validation"][
+            "input_ids"
+        ]
+    ]
+    assert drawn != lengths and sorted(drawn) == lengths  # drawn shuffled, then sorted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,11 +255,7 @@ BAD_DATA = {
     "no label column": (lambda: make_frame(30, 4).drop(columns="label"), [], "'label'"),
     "labels outside 0 and 1": (bad_labels, [], "use 0 for a negative review"),
     "empty texts": (empty_texts, [], "empty texts (first at row 7)"),
-    "subset too small": (
-        lambda: make_frame(30, 4),
-        ["--subset", "8", "--val-reviews", "0"],
-        "Use --subset 11 or more",
-    ),
+    "no validation reviews": (lambda: make_frame(30, 4), ["--val-reviews", "0"], "use 2 or more"),
     "subset larger than data": (
         lambda: make_frame(30, 4),
         ["--subset", "100"],
@@ -416,7 +297,7 @@ def test_bad_data_fails_fast_and_leaves_model_untouched(
     assert error.startswith("error: ") and "\n" not in error
     assert fix in error
     assert folder_digest(previous_model) == before
-    assert not (tmp_path / "checkpoints").exists()  # failed before any training step
+    assert not (tmp_path / ".model.checkpoints").exists()  # failed before any training step
 
 
 @pytest.mark.parametrize(
@@ -459,14 +340,14 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--truncation", "middle"], "--truncation takes head, head+tail, sliding"),
-        (["--inference-truncation", "middle"], "--inference-truncation takes head, head+tail"),
-        (["--head-fraction", "1.5"], "--head-fraction must lie between 0 and 1"),
-        (["--head-learning-rate", "0"], "--head-learning-rate must be positive, got 0.0"),
-        (["--layer-decay", "1.5"], "--layer-decay must lie in (0, 1], got 1.5"),
-        (["--ema-decay", "1"], "--ema-decay must lie in [0, 1), got 1.0"),
-        (["--dropout", "1"], "--dropout must lie in [0, 1), got 1.0"),
-        (["--head-init", "zero"], "--head-init takes random or probe, got 'zero'"),
+        (["--truncation", "sliding"], "--truncation takes head, head+tail, got 'sliding'"),
+        (
+            ["--inference-truncation", "middle"],
+            "--inference-truncation takes head, head+tail, sliding, got 'middle'",
+        ),
+        (["--head-init", "zero"], "--head-init takes probe, random, got 'zero'"),
+        (["--pooling", "max"], "--pooling takes mean, cls, got 'max'"),
+        (["--learning-rate", "0"], "--learning-rate must be positive, got 0.0"),
     ],
 )
 def test_bad_truncation_flags_name_the_choices(flags, message, tmp_path, base_model, capsys):
@@ -480,18 +361,17 @@ def test_truncation_is_saved_for_infer(tmp_path, base_model):
         model=str(base_model),
         max_length=MAX_LENGTH,
         truncation="head",
-        inference_truncation="sliding",
-        head_fraction=0.5,
+        inference_truncation="head+tail",
     )
     tokenizer, model = train.load_base(config)
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())["truncation"]
-    assert saved == {"train": "head", "inference": "sliding", "head_fraction": 0.5}
+    assert saved == {"train": "head", "inference": "head+tail", "head_fraction": 0.25}
     classifier = infer.load(tmp_path)
     assert (classifier.truncation, classifier.head_fraction, classifier.max_length) == (
-        "sliding",
-        0.5,
+        "head+tail",
+        0.25,
         MAX_LENGTH,
     )
 
@@ -510,56 +390,6 @@ def test_training_reads_what_the_truncation_says(truncation, ends_with_tail, bas
     assert (ids[-3:] == tail) is ends_with_tail
 
 
-@pytest.mark.parametrize("grouped", [False, True])
-def test_sliding_training_reads_a_long_review_whole_across_epochs(tmp_path, base_model, grouped):
-    """Each epoch trains on one window of a long review, a different one each time, so three
-    epochs read all three of its windows; validation reads it head+tail, one row per review."""
-    from datasets import Dataset
-
-    from utils import encode
-
-    config = train.TrainConfig(
-        model=str(base_model),
-        max_length=MAX_LENGTH,
-        truncation="sliding",
-        epochs=3,
-        group_by_length=grouped,
-        output_dir=str(tmp_path / "model"),
-        checkpoint_dir=str(tmp_path / "checkpoints"),
-    )
-    long = "great " * 40 + "the plot " * 14 + "awful dull"  # 70 words: 3 windows of 30
-    short = ["loved it", "hated it", "superb film"]
-    splits = {
-        "train": Dataset.from_list(
-            [{"text": t, "label": i % 2} for i, t in enumerate([long, *short])]
-        ),
-        "validation": Dataset.from_list(
-            [{"text": long, "label": 0}, {"text": short[0], "label": 1}]
-        ),
-    }
-    tokenizer, trainer = train.prepare(config, splits)
-    windows = encode(tokenizer, [long], "sliding")["input_ids"]
-    assert len(windows) == 3 and all(len(w) == MAX_LENGTH for w in windows)
-    validation = max(trainer.eval_dataset["input_ids"], key=len)  # the other is "loved it"
-    assert validation == encode(tokenizer, [long], "head+tail")["input_ids"][0]
-
-    read: list[list[int]] = []  # the long review's rows in training batches, in order
-    collate = trainer.data_collator
-
-    def spy(features):
-        batch = collate(features)
-        for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
-            if int(mask.sum()) == MAX_LENGTH:
-                read.append(ids.tolist())
-        return batch
-
-    trainer.data_collator = spy
-    trainer.train()
-    training_rows = [ids for ids in read if ids != validation]
-    assert len(training_rows) == 3  # one per epoch
-    assert sorted(training_rows) == sorted(windows)
-
-
 # ---------------------------------------------------------------------------------------------
 # Publishing is atomic: the old model survives any failure before the swap.
 
@@ -574,7 +404,7 @@ def test_failure_while_publishing_keeps_the_previous_model(
         assert (folder / "model.safetensors").is_file()  # written, not yet swapped in
         raise failure
 
-    monkeypatch.setattr(train, "verify", fail)
+    monkeypatch.setattr(publish, "verify", fail)
     flags = main.build_parser().parse_args(train_args(base_model, data_dir, previous_model))
     with pytest.raises(type(failure)):
         train.run(train.TrainConfig(**vars(flags)))
@@ -589,8 +419,8 @@ def test_killed_while_publishing_keeps_the_previous_model(
     before = folder_digest(previous_model)
     args = train_args(base_model, data_dir, previous_model, "--epochs", "1")
     killer = (
-        "import os, signal, sys, train, main\n"
-        "train.verify = lambda folder: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "import os, signal, sys, publish, main\n"
+        "publish.verify = lambda folder: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"main.main({args!r})\n"
     )
     result = run_script("-c", killer)
@@ -612,7 +442,7 @@ def test_swap_exchanges_folders_in_one_step(tmp_path):
     (old / "which").write_text("old")
     (new / "which").write_text("new")
     inode = new.stat().st_ino
-    train._swap(new, old)
+    publish._swap(new, old)
     assert (old / "which").read_text() == "new" and old.stat().st_ino == inode
     assert (new / "which").read_text() == "old"
 
@@ -630,9 +460,9 @@ def test_data_folder_layouts_load_the_same_rows(layout, tmp_path):
                 folder = tmp_path / split / ("pos" if row.label else "neg")
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / f"{i:03d}_7.txt").write_text(row.text, encoding="utf-8")
-    data = train.load_data(str(tmp_path))
+    reviews = data.load_data(str(tmp_path))
     for split, frame in frames.items():
-        loaded = sorted(zip(data[split]["text"], data[split]["label"], strict=True))
+        loaded = sorted(zip(reviews[split]["text"], reviews[split]["label"], strict=True))
         assert loaded == sorted(zip(frame.text, frame.label, strict=True))
 
 

@@ -1,4 +1,4 @@
-"""Text cleaning, truncation and metric math shared by training and inference."""
+"""Text cleaning, truncation, the label rule and the metric shared by training and inference."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 from conftest import MAX_LENGTH
 
+from sentiment_metric import SentimentMetric
 from utils import (
     MAX_CHARS,
     STRATEGIES,
-    binary_metrics,
     check_strategy,
     clean_text,
     encode,
     positive_probability,
+    top_label,
     windows,
 )
 
@@ -38,10 +39,10 @@ def test_clean_text_caps_characters():
     assert len(clean_text("word " * 2_000_000)) <= MAX_CHARS
 
 
-def test_binary_metrics_match_hand_counts():
+def test_the_metric_matches_hand_counts():
     # Cut at 0.5: 3 true positives, 1 false positive, 1 false negative, 1 true negative.
     labels, positive = [1, 1, 1, 0, 1, 0], [0.9, 0.8, 0.6, 0.7, 0.4, 0.1]
-    metrics = binary_metrics(labels, positive)
+    metrics = SentimentMetric().compute(predictions=positive, references=labels)
     assert metrics["confusion_matrix"] == [[1, 1], [1, 3]]
     assert metrics["accuracy"] == pytest.approx(4 / 6)
     assert metrics["precision"] == pytest.approx(3 / 4)
@@ -51,6 +52,29 @@ def test_binary_metrics_match_hand_counts():
     assert metrics["roc_auc"] == pytest.approx(6 / 8)
     expected_loss = -np.mean(np.log([0.9, 0.8, 0.6, 0.3, 0.4, 0.9]))
     assert metrics["log_loss"] == pytest.approx(expected_loss)
+
+
+def test_the_metric_loads_by_path_offline_as_evaluate_loads_it():
+    import evaluate
+    from conftest import ROOT
+
+    labels, positive = [1, 0, 1, 0], [0.8, 0.3, 0.2, 0.6]
+    loaded = evaluate.load(str(ROOT / "sentiment_metric.py"))
+    assert loaded.compute(predictions=positive, references=labels) == SentimentMetric().compute(
+        predictions=positive, references=labels
+    )
+
+
+def test_the_metric_refuses_logits():
+    with pytest.raises(ValueError, match="softmax"):
+        SentimentMetric().compute(predictions=[2.5, -1.0], references=[1, 0])
+
+
+def test_the_metric_and_top_label_break_a_tie_alike():
+    # A review at exactly 0.5 is NEGATIVE for both, so metrics count what the app shows.
+    assert top_label({"NEGATIVE": 0.5, "POSITIVE": 0.5}) == "NEGATIVE"
+    metrics = SentimentMetric().compute(predictions=[0.5, 0.5], references=[0, 1])
+    assert metrics["confusion_matrix"] == [[1, 0], [1, 0]]
 
 
 def test_positive_probability_is_a_softmax():
@@ -98,6 +122,8 @@ def test_sliding_windows_cover_every_token_in_order(length, budget):
 def test_unknown_strategy_names_the_choices():
     with pytest.raises(ValueError, match="head, head\\+tail, sliding"):
         check_strategy("middle")
+    with pytest.raises(ValueError, match="takes head, head\\+tail, got 'sliding'"):
+        check_strategy("sliding", allowed=("head", "head+tail"))
     with pytest.raises(ValueError, match="between 0 and 1"):
         windows(IDS, 10, "head+tail", 1.5)
 
@@ -132,8 +158,3 @@ def test_encode_sliding_wraps_every_window(tokenizer):
     pieces = [ids[1:-1] for ids in encoded["input_ids"][1:]]
     assert pieces == windows(body, MAX_LENGTH - 2, "sliding")
     assert encoded["tokens"] == encoded["read"] == [3, 102]
-
-
-def test_encode_without_cleaning_keeps_markup(tokenizer):
-    raw = encode(tokenizer, ["great<br />film"], clean=False)["tokens"]
-    assert raw == [8]  # great < br / > film, with [CLS] and [SEP]

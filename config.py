@@ -1,0 +1,154 @@
+"""The settings of a training run: one frozen dataclass, its checks, and how a saved run reads back.
+
+    >>> from config import TrainConfig
+    >>> TrainConfig(subset=1000).grad_accum
+    2
+
+`main.py` turns every field into a flag of the same name (`grad_accum` is `--grad-accum`), and
+each run saves `asdict(config)` in the model's metrics.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from utils import STRATEGIES, TRAIN_STRATEGIES, check_strategy
+
+# Class names by label id: the data's 0 is a negative review, 1 a positive one. They go into the
+# model config (id2label), and every reader of the model takes them from there.
+LABELS = ("NEGATIVE", "POSITIVE")
+POOLINGS = ("mean", "cls")
+HEAD_INITS = ("probe", "random")
+REPORT_TO = ("none", "tensorboard")
+
+
+class UsageError(ValueError):
+    """Bad settings or data, found before training; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every choice of a run; the defaults are the documented run (README, "Training")."""
+
+    subset: int = field(
+        default=2000,
+        metadata={"help": "training reviews, balanced across labels (0: all but --val-reviews)"},
+    )
+    test_subset: int | None = field(
+        default=None,
+        metadata={"help": "test reviews, balanced (default: as many as --subset; 0: all)"},
+    )
+    # The best epoch is picked on these, never on the test split.
+    val_reviews: int = field(
+        default=500,
+        metadata={"help": "training-split reviews beside --subset that pick the best epoch"},
+    )
+    model: str = field(
+        default="distilbert-base-uncased",
+        metadata={"help": "base model: a Hugging Face Hub name or a local folder"},
+    )
+    data: str = field(
+        default="stanfordnlp/imdb",
+        metadata={
+            "help": "a Hub dataset name, a folder with train/test .parquet, .csv or .jsonl "
+            "(columns text, label), or an extracted aclImdb folder"
+        },
+    )
+    output_dir: str = field(default="model", metadata={"help": "where the model is published"})
+    epochs: float = field(default=2.0, metadata={"help": "passes over the training reviews"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})
+    # tokens; BERT and DistilBERT hold at most 512 positions.
+    max_length: int = field(default=256, metadata={"help": "tokens read per review or window"})
+    truncation: str = field(
+        default="head+tail",
+        metadata={"help": "how training cuts a long review: head, or head+tail (start and end)"},
+    )
+    inference_truncation: str = field(
+        default="sliding",
+        metadata={
+            "help": "how infer.py and the app read a long review: head, head+tail, or sliding "
+            "(all of it, in overlapping windows)"
+        },
+    )
+    pooling: str = field(
+        default="mean",
+        metadata={
+            "help": "what the head reads: mean of the token states, or cls (the base model's "
+            "own head on its first token)"
+        },
+    )
+    head_init: str = field(
+        default="probe",
+        metadata={
+            "help": "the new head starts as a logistic regression on the training reviews "
+            "(probe) or at random"
+        },
+    )
+    seed: int = field(default=42, metadata={"help": "seeds sampling, splits, weights and order"})
+    batch_size: int = field(default=2, metadata={"help": "training reviews per device step"})
+    grad_accum: int = field(
+        default=2, metadata={"help": "device steps per optimizer update (effective batch 4)"}
+    )
+    report_to: str = field(
+        default="none",
+        metadata={"help": "tensorboard also logs to runs/ (view: tensorboard --logdir runs)"},
+    )
+
+
+def check_config(config: TrainConfig) -> None:
+    """Raise UsageError for settings that cannot work, before anything is loaded."""
+    for name in ("epochs", "learning_rate", "max_length", "batch_size", "grad_accum"):
+        value = getattr(config, name)
+        if value <= 0:
+            raise UsageError(f"{flag(name)} must be positive, got {value}.")
+    if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
+        raise UsageError("--subset and --test-subset count reviews: use 0 (all) or more.")
+    if config.val_reviews < 2:
+        raise UsageError(
+            f"--val-reviews {config.val_reviews}: use 2 or more (a review of each label)."
+        )
+    choices = {
+        "truncation": TRAIN_STRATEGIES,
+        "inference_truncation": STRATEGIES,
+        "pooling": POOLINGS,
+        "head_init": HEAD_INITS,
+        "report_to": REPORT_TO,
+    }
+    for name, allowed in choices.items():
+        try:
+            check_strategy(getattr(config, name), allowed=allowed)
+        except ValueError as error:
+            raise UsageError(f"{flag(name)} {error}") from error
+    output = Path(config.output_dir)
+    foreign = output.exists() and not (output / "config.json").is_file()
+    if foreign and (not output.is_dir() or any(output.iterdir())):
+        raise UsageError(
+            f"--output-dir {output} exists and is not a model folder; publishing would "
+            "replace it. Choose another --output-dir or move that folder away."
+        )
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a TrainConfig field: `grad_accum` is `--grad-accum`."""
+    return "--" + name.replace("_", "-")
+
+
+def saved_config(saved: dict[str, Any], where: str, **overrides: Any) -> TrainConfig:
+    """The TrainConfig of a published model, from the `config` of its metrics.json, with the
+    `overrides` that are not None. A folder from another version of this project, whose
+    settings differ, raises UsageError naming the fix.
+
+    >>> saved_config(json.loads(Path("model/metrics.json").read_text())["config"], "model").seed
+    42
+    """
+    names = {spec.name for spec in dataclasses.fields(TrainConfig)}
+    if set(saved) != names:
+        differ = sorted(set(saved) ^ names)
+        raise UsageError(
+            f"{where} was trained by another version of this project (its settings differ in "
+            f"{', '.join(differ)}); retrain it with python main.py."
+        )
+    return TrainConfig(**saved | {k: v for k, v in overrides.items() if v is not None})
