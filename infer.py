@@ -112,8 +112,8 @@ class Classifier:
         """A Prediction (probabilities, tokens read of the review's total) for each text.
 
         With `sliding`, a review's probabilities are the mean over its windows. `progress`, if
-        given, is called with the number of reviews finished as each batch ends (a progress
-        bar's `update`); windows count as their share of a review.
+        given, is called as each batch ends with how many more reviews are done (a progress
+        bar's `update`), counting a review's windows as its parts.
 
         >>> p = classifier.classify(["Dull."])[0]  # doctest: +SKIP
         >>> p.label, p.read, p.tokens
@@ -125,6 +125,7 @@ class Classifier:
         # Longest first, so each batch pads to similar lengths; results go back by review.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         sums = torch.zeros(len(texts), len(self.labels), dtype=torch.float64)
+        reported = 0
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             batch = self.tokenizer.pad(
@@ -134,7 +135,9 @@ class Classifier:
                 probs = self.model(**batch).logits.double().softmax(dim=-1).cpu()
             sums.index_add_(0, torch.tensor([owner[i] for i in chunk]), probs)
             if progress is not None:
-                progress(len(chunk) * len(texts) / len(ids))
+                done = (start + len(chunk)) * len(texts) // len(ids)
+                progress(done - reported)
+                reported = done
         counts = torch.bincount(torch.tensor(owner), minlength=len(texts)).unsqueeze(1)
         means = (sums / counts).tolist()
         return [

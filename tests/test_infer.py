@@ -193,3 +193,13 @@ def test_cli_says_how_much_of_a_long_review_it_read(model_dir, capsys):
 def test_cli_without_model_says_how_to_train(tmp_path, capsys):
     assert infer.main(["--model-dir", str(tmp_path / "none"), "good"]) == 2
     assert "python main.py" in capsys.readouterr().err
+
+
+def test_progress_counts_every_review_once_in_whole_steps(model_dir):
+    classifier = infer.load(model_dir)  # sliding: the long review has several windows
+    texts = ["great film", "awful " * 100, "dull plot", "superb acting"]
+    steps: list[int] = []
+    predictions = classifier.classify(texts, batch_size=2, progress=steps.append)
+    assert sum(steps) == len(texts) and all(isinstance(n, int) and n >= 0 for n in steps)
+    assert len(steps) > 2  # one call per batch, not one at the end
+    assert [p.scores for p in predictions] == [p.scores for p in classifier.classify(texts)]
