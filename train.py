@@ -174,9 +174,10 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     # validation reviews in batches of 32. A review scores the same in any batch.
     validation = tokens["validation"]
     validation = validation.select(np.argsort([len(ids) for ids in validation["input_ids"]]))
-    callbacks = [console_progress()]
-    if config.head_init == "probe":
+    callbacks = []
+    if config.head_init == "probe":  # first, so its bar ends before the training bar starts
         callbacks.append(probe_head(tokens["train"], collator, EVAL_BATCH_SIZE))
+    callbacks.append(console_progress())
     if config.report_to == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
