@@ -17,9 +17,11 @@ from urllib.parse import urlparse
 import numpy as np
 
 from config import TrainConfig, UsageError
-from utils import looks_like_path
+from utils import clean_text, looks_like_path, split_sentences
 
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl")
+# Words in a snippet: visitors type a line or two, 20 words on average on the short-review sets.
+SNIPPET_WORDS = (4, 40)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -80,9 +82,14 @@ def _read_local(folder: Path, split: str) -> Any:
         raise UsageError(
             f"--data {folder}: no {split} file ({names}) and no aclImdb {split}/pos folder."
         )
-    import pandas as pd
+    return _read_file(found[0])
 
-    file = found[0]
+
+def _read_file(file: Path) -> Any:
+    """A .parquet, .csv or .jsonl file as a `datasets.Dataset`."""
+    import pandas as pd
+    from datasets import Dataset
+
     if file.suffix == ".parquet":
         frame = pd.read_parquet(file)
     elif file.suffix == ".csv":
@@ -109,6 +116,25 @@ def _read_hub(name: str) -> dict[str, Any]:
     if missing:
         raise UsageError(f"--data {name} has no {' or '.join(sorted(missing))} split.")
     return {"train": loaded["train"], "test": loaded["test"]}
+
+
+def load_short_sets(folder: str) -> dict[str, Any]:
+    """Each .parquet, .csv or .jsonl file of `folder` as a checked `datasets.Dataset`, by name.
+
+    >>> sorted(load_short_sets("../shared/data/short"))
+    ['rotten_tomatoes_validation', 'sst2_validation']
+    """
+    path = Path(folder).expanduser()
+    files = sorted(f for f in path.glob("*") if f.suffix in DATA_SUFFIXES) if path.is_dir() else []
+    if not files:
+        raise UsageError(
+            f"--short-data {folder}: no .parquet, .csv or .jsonl files there. Pass a folder of "
+            "short-review sets with columns text and label."
+        )
+    sets = {file.stem: _read_file(file) for file in files}
+    for name, dataset in sets.items():
+        check_data(dataset, f"--short-data {name}")
+    return sets
 
 
 def check_data(dataset: Any, where: str) -> None:
@@ -205,3 +231,43 @@ def fingerprint(splits: dict[str, Any]) -> dict[str, str]:
             digest.update(text.encode("utf-8") + b"\0")
         hashes[name] = digest.hexdigest()
     return hashes
+
+
+def snippets(texts: list[str], labels: list[int], per_review: int, seed: int) -> dict[str, list]:
+    """`per_review` short snippets of each review, each one or two consecutive sentences of
+    4 to 40 words, labelled as the review: `{"text": [...], "label": [...]}`. A review with no
+    such sentence gives none.
+
+    Reviews are labelled as a whole, so a snippet of a positive review may be a neutral plot
+    line or a complaint; the snippets teach the model short texts, the reviews their verdicts.
+    """
+    rng = np.random.default_rng([seed, 7])  # its own stream: the splits' draws stay as they are
+    out: dict[str, list] = {"text": [], "label": []}
+    low, high = SNIPPET_WORDS
+    for text, label in zip(texts, labels, strict=True):
+        sentences = split_sentences(clean_text(text))
+        spans = [
+            " ".join(sentences[i : i + n])
+            for n in (1, 2)
+            for i in range(len(sentences) - n + 1)
+            if low <= len(" ".join(sentences[i : i + n]).split()) <= high
+        ]
+        for j in rng.permutation(len(spans))[:per_review]:
+            out["text"].append(spans[j])
+            out["label"].append(label)
+    return out
+
+
+def with_snippets(split: Any, per_review: int, seed: int) -> Any:
+    """`split` (a `datasets.Dataset`) followed by `snippets` of its reviews; as is for 0."""
+    from datasets import Dataset, concatenate_datasets
+
+    if not per_review:
+        return split
+    extra = Dataset.from_dict(snippets(split["text"], split["label"], per_review, seed))
+    return concatenate_datasets(
+        [
+            split.select_columns(["text", "label"]),
+            extra.cast(split.select_columns(["text", "label"]).features),
+        ]
+    )

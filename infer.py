@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import pooling
-from utils import HEAD_FRACTION, STRATEGIES, check_strategy, encode, top_label
+from utils import CALIBRATION_FILE, HEAD_FRACTION, STRATEGIES, check_strategy, encode, top_label
 
 DEFAULT_MODEL_DIR = "model"
 TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
@@ -60,17 +61,58 @@ def check_model_dir(model_dir: str | Path) -> Path:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How raw logits become honest probabilities, fitted after training (`calibrate.py`).
+
+    Logits are divided by `temperature` before the softmax: above 1 the model was too sure of
+    itself. A review whose top probability is below `unsure_below` reads as mixed or unclear.
+    Neither changes which label is more probable.
+    """
+
+    temperature: float = 1.0
+    unsure_below: float = 0.5  # 0.5: never unsure
+
+    @classmethod
+    def read(cls, folder: Path) -> Calibration:
+        """The calibration saved in `folder`, or ModelNotFoundError naming the fix."""
+        try:
+            saved = json.loads((folder / CALIBRATION_FILE).read_text())
+            calibration = cls(float(saved["temperature"]), float(saved["unsure_below"]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ModelNotFoundError(
+                f"The model in '{folder}/' has no readable {CALIBRATION_FILE} ({error}): it was "
+                "saved by an earlier version of this project. Calibrate it with `python main.py "
+                f"evaluate --model-dir {folder}`, or retrain it with `python main.py`."
+            ) from error
+        if not calibration.temperature > 0 or not 0.5 <= calibration.unsure_below < 1:
+            raise ModelNotFoundError(f"{folder}/{CALIBRATION_FILE} holds {saved}: retrain it.")
+        return calibration
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """One review's label probabilities, and how many of its tokens the model read."""
+    """One review's label probabilities, how many of its tokens the model read, and whether
+    it reads as mixed or unclear (its top probability below the saved threshold)."""
 
     scores: dict[str, float]
     tokens: int  # the whole cleaned review, special tokens included
     read: int  # tokens the model saw; less than `tokens` when a long review was cut
+    unsure: bool = False
 
     @property
     def label(self) -> str:
         """The most probable label."""
         return top_label(self.scores)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, as `--json` prints it."""
+        return {
+            "label": self.label,
+            "scores": self.scores,
+            "unsure": self.unsure,
+            "tokens": self.tokens,
+            "read": self.read,
+        }
 
 
 @dataclass(frozen=True)
@@ -86,6 +128,7 @@ class Classifier:
     labels: tuple[str, ...]
     truncation: str
     head_fraction: float = HEAD_FRACTION
+    calibration: Calibration = Calibration()
 
     def __post_init__(self) -> None:
         check_strategy(self.truncation, self.head_fraction)
@@ -119,12 +162,34 @@ class Classifier:
         >>> p.label, p.read, p.tokens
         ('NEGATIVE', 4, 4)
         """
+        logits, encoded = self.window_logits(texts, batch_size, progress)
+        means = served_probabilities(logits, encoded["review"], self.calibration.temperature)
+        return [
+            Prediction(
+                dict(zip(self.labels, row, strict=True)),
+                tokens,
+                read,
+                unsure=max(row) < self.calibration.unsure_below,
+            )
+            for row, tokens, read in zip(
+                means.tolist(), encoded["tokens"], encoded["read"], strict=True
+            )
+        ]
+
+    def window_logits(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 16,
+        progress: Callable[[int], object] | None = None,
+    ) -> tuple[np.ndarray, dict[str, list]]:
+        """Raw logits (windows, labels) as float64, before calibration, and `utils.encode`'s
+        output: `encoded["review"][i]` is the text window i belongs to."""
         _check_texts(texts)
         encoded = encode(self.tokenizer, texts, self.truncation, self.head_fraction)
-        ids, owner = encoded["input_ids"], encoded["review"]
-        # Longest first, so each batch pads to similar lengths; results go back by review.
+        ids = encoded["input_ids"]
+        # Longest first, so each batch pads to similar lengths; results go back by window.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        sums = torch.zeros(len(texts), len(self.labels), dtype=torch.float64)
+        logits = np.zeros((len(ids), len(self.labels)))
         reported = 0
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
@@ -132,18 +197,30 @@ class Classifier:
                 {"input_ids": [ids[i] for i in chunk]}, return_tensors="pt"
             ).to(self.model.device)
             with torch.inference_mode():
-                probs = self.model(**batch).logits.double().softmax(dim=-1).cpu()
-            sums.index_add_(0, torch.tensor([owner[i] for i in chunk]), probs)
+                logits[chunk] = self.model(**batch).logits.double().cpu().numpy()
             if progress is not None:
                 done = (start + len(chunk)) * len(texts) // len(ids)
                 progress(done - reported)
                 reported = done
-        counts = torch.bincount(torch.tensor(owner), minlength=len(texts)).unsqueeze(1)
-        means = (sums / counts).tolist()
-        return [
-            Prediction(dict(zip(self.labels, row, strict=True)), tokens, read)
-            for row, tokens, read in zip(means, encoded["tokens"], encoded["read"], strict=True)
-        ]
+        return logits, encoded
+
+
+def served_probabilities(
+    logits: np.ndarray, owner: Sequence[int], temperature: float
+) -> np.ndarray:
+    """P(each label) per text from its windows' raw logits: softmax(logits / temperature),
+    averaged over the windows of each text (`owner[i]`: the text window i belongs to).
+
+    >>> served_probabilities(np.array([[0.0, 2.0], [0.0, 0.0]]), [0, 0], 1.0).round(3)
+    array([[0.31, 0.69]])
+    """
+    scaled = logits / temperature
+    probs = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    owner = np.asarray(owner)
+    sums = np.zeros((owner.max() + 1, logits.shape[1]))
+    np.add.at(sums, owner, probs)
+    return sums / np.bincount(owner)[:, None]
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -156,11 +233,16 @@ def _check_texts(texts: Sequence[str]) -> None:
             raise ValueError(f"Review {i} is empty: give the text of a movie review.")
 
 
-def load(model_dir: str | Path = DEFAULT_MODEL_DIR, truncation: str | None = None) -> Classifier:
+def load(
+    model_dir: str | Path = DEFAULT_MODEL_DIR,
+    truncation: str | None = None,
+    calibration: Calibration | None = None,
+) -> Classifier:
     """Load a model folder written by `python main.py` (safetensors only, never the Hub).
 
     Long reviews are read as the folder says (`truncation` in its config.json, saved by
-    training); pass `truncation` to override.
+    training), and probabilities calibrated as its calibration.json says; pass `truncation` or
+    `calibration` to override them.
 
     >>> load("model").labels
     ('NEGATIVE', 'POSITIVE')
@@ -178,6 +260,9 @@ def load(model_dir: str | Path = DEFAULT_MODEL_DIR, truncation: str | None = Non
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, local_files_only=True, use_safetensors=True
             )
+            saved_calibration = calibration or Calibration.read(path)
+        except ModelNotFoundError:
+            raise
         except (OSError, ValueError) as error:
             raise ModelNotFoundError(
                 f"Could not load the model in '{path}/' ({error}): {TRAIN_HINT}."
@@ -199,6 +284,7 @@ def load(model_dir: str | Path = DEFAULT_MODEL_DIR, truncation: str | None = Non
         labels=labels,
         truncation=truncation or saved["inference"],
         head_fraction=saved["head_fraction"],
+        calibration=saved_calibration,
     )
 
 
@@ -258,15 +344,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
-        results = [
-            {"label": p.label, "scores": p.scores, "tokens": p.tokens, "read": p.read}
-            for p in predictions
-        ]
-        print(json.dumps(results, indent=2))
+        print(json.dumps([p.as_dict() for p in predictions], indent=2))
     else:
         for p in predictions:
             cut = f" (read {p.read} of {p.tokens} tokens)" if p.read < p.tokens else ""
-            print(f"{p.label} {p.scores[p.label]:.1%}{cut}")
+            unsure = " (mixed or unclear)" if p.unsure else ""
+            print(f"{p.label} {p.scores[p.label]:.1%}{unsure}{cut}")
     return 0
 
 

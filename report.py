@@ -15,18 +15,28 @@ from typing import Any
 
 import numpy as np
 
-from utils import CARD_FILE, CONFUSION_PLOT, HEAD_FRACTION, RESULTS_HEADING, looks_like_path
+from utils import (
+    CALIBRATION_FILE,
+    CARD_FILE,
+    CONFUSION_PLOT,
+    HEAD_FRACTION,
+    RESULTS_HEADING,
+    looks_like_path,
+)
 
 PLOTS = {
     "confusion_matrix": CONFUSION_PLOT,
     "loss": "loss.png",
     "validation": "validation_metrics.png",
     "lengths": "review_lengths.png",
+    "reliability": "reliability.png",
 }
 ERRORS_FILE = "errors.csv"
 ERRORS_COLUMNS = ("text", "true_label", "predicted_label", "confidence", "tokens", "read")
 # What `python main.py evaluate` writes afresh; the weights and tokenizer are kept as they are.
-REWRITTEN_FILES = frozenset({*PLOTS.values(), ERRORS_FILE, CARD_FILE, "metrics.json"})
+REWRITTEN_FILES = frozenset(
+    {*PLOTS.values(), ERRORS_FILE, CARD_FILE, CALIBRATION_FILE, "metrics.json"}
+)
 METRIC_NAMES = {
     "accuracy": "Accuracy",
     "precision": "Precision",
@@ -46,6 +56,7 @@ def write_reports(folder: Path, report: dict[str, Any], test_rows: dict[str, Any
     plot_losses(report["history"], folder / PLOTS["loss"])
     plot_validation(report["history"], folder / PLOTS["validation"])
     plot_lengths(test_rows, labels, report["max_length"], folder / PLOTS["lengths"])
+    plot_reliability(test_rows, folder / PLOTS["reliability"])
     write_errors(test_rows, labels, folder / ERRORS_FILE)
     (folder / CARD_FILE).write_text(model_card(report))
 
@@ -134,6 +145,40 @@ def plot_lengths(rows: dict[str, Any], labels: list[str], max_length: int, path:
         title=f"Review lengths: {share:.1%} are longer than the cut and read in part",
     )
     ax.legend()
+    _save(fig, path)
+
+
+def plot_reliability(rows: dict[str, Any], path: Path, bins: int = 15) -> None:
+    """Accuracy against top-label confidence on the test reviews, before and after scaling."""
+    import matplotlib.pyplot as plt
+
+    labels = np.asarray(rows["label"])
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=120)
+    ax.plot([0.5, 1], [0.5, 1], "--", color="gray", label="perfectly calibrated")
+    for key, name in (("raw_positive", "as trained"), ("positive", "calibrated")):
+        positive = np.asarray(rows[key])
+        confidence = np.maximum(positive, 1 - positive)
+        correct = (positive > 0.5).astype(int) == labels
+        which = np.minimum((confidence * bins).astype(int), bins - 1)
+        points = [
+            (confidence[which == b].mean(), correct[which == b].mean(), (which == b).sum())
+            for b in np.unique(which)
+        ]
+        x, y, _ = zip(*points, strict=True)
+        ax.plot(x, y, "o-", label=name)
+        if key == "positive":
+            for xi, yi, ni in points:
+                ax.annotate(str(ni), (xi, yi), textcoords="offset points", xytext=(0, 6),
+                            fontsize=7, ha="center")  # fmt: skip
+    ax.set(
+        xlabel="Confidence of the top label",
+        ylabel="Share right",
+        title=f"Reliability on {len(labels):,} test reviews ({bins} bins)",
+        xlim=(0.48, 1.01),
+        ylim=(0, 1.05),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
     _save(fig, path)
 
 
@@ -281,9 +326,12 @@ head on the same reviews.
 
 ![Confusion matrix](confusion_matrix.png)
 
+{calibration_section(report)}
+
 Training took {report["train"]["seconds"]:.0f} s ({report["train"]["reviews_per_second"]:.1f}
 reviews/s); testing ran at {test["reviews_per_second"]:.1f} reviews/s. Plots: `loss.png`,
-`validation_metrics.png`, `review_lengths.png`; misclassified reviews: `errors.csv`.
+`validation_metrics.png`, `review_lengths.png`, `reliability.png`; misclassified reviews:
+`errors.csv`.
 
 ## Training settings
 
@@ -318,6 +366,32 @@ tags and cut long reviews by `{config["truncation"]}`; `infer.py` from the proje
 removes the tags too, reads long reviews by `{strategy}`, and reports how many tokens of each
 review it read.
 """
+
+
+def calibration_section(report: dict[str, Any]) -> str:
+    """How honest the probabilities are, before and after temperature scaling, per test set."""
+    fit = report["calibration"]
+    lines = [
+        "### Calibration",
+        "",
+        f"Probabilities are scaled by a temperature of {fit['temperature']:.2f}, fitted on "
+        f"{fit['texts']:,} held-out training texts (the validation reviews and a snippet of "
+        f"each). Below {fit['unsure_below']:.0%} confidence a review reads as mixed or unclear: "
+        f"the answers above it were right {fit['target_accuracy']:.0%} of the time there.",
+        "",
+        "| test set | reviews | accuracy | ECE before → after | Brier before → after "
+        "| unsure | accuracy on the rest |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, metrics in {"IMDB test": report["test"], **report["short"]}.items():
+        raw = metrics["uncalibrated"]
+        lines.append(
+            f"| {name} | {metrics['reviews']:,} | {metrics['accuracy']:.1%} "
+            f"| {raw['ece']:.3f} → {metrics['ece']:.3f} | {raw['brier']:.3f} → "
+            f"{metrics['brier']:.3f} | {metrics['unsure_share']:.1%} "
+            f"| {metrics['accuracy_answered']:.1%} |"
+        )
+    return "\n".join(lines)
 
 
 def display_name(name: str) -> str:

@@ -4,7 +4,8 @@
     0.895
 
 The test reviews are drawn as the training run drew them (its saved settings and seed), from
-`data` and `test_subset` where given. `python main.py evaluate` calls this.
+`data` and `test_subset` where given, and the calibration is fitted again on the validation
+reviews it drew (the same ones, so the same fit). `python main.py evaluate` calls this.
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from calibrate import write_calibration
 from config import UsageError, saved_config
-from data import fingerprint, load_data, make_splits
+from data import fingerprint, load_data, load_short_sets, make_splits
 from publish import publish
 from report import REWRITTEN_FILES, truncated_share
-from train import test_split, write_results
+from train import calibrated, test_split, write_results
 
 
 def retest(model_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
     """Test `model_dir` again and publish it with fresh metrics; return the new metrics.json."""
-    from infer import ModelNotFoundError, check_model_dir, load
+    from infer import Calibration, ModelNotFoundError, check_model_dir, load
 
     try:
         check_model_dir(model_dir)
-        classifier = load(model_dir)  # reads long reviews as saved with the model
+        # Long reviews read as saved with the model; the calibration fitted again below.
+        classifier = load(model_dir, calibration=Calibration())
     except ModelNotFoundError as error:
         raise UsageError(str(error)) from error
     if not (model_dir / "metrics.json").is_file():
@@ -39,7 +42,10 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
     saved = json.loads((model_dir / "metrics.json").read_text())
     config = saved_config(saved["config"], f"{model_dir}/", data=data, test_subset=test_subset)
     splits = make_splits(load_data(config.data), config)
+    classifier, calibration = calibrated(classifier, splits["validation"], config.seed)
     test, rows = test_split(classifier, splits["test"])
+    short_sets = load_short_sets(config.short_data) if config.short_data else {}
+    short = {name: test_split(classifier, split, name)[0] for name, split in short_sets.items()}
     hashes = fingerprint(splits)
     baseline = saved["baseline"]
     if hashes["test"] != saved["data"]["sha256"]["test"]:
@@ -47,6 +53,8 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
     report = saved | {
         "test": test,
         "baseline": baseline,
+        "calibration": calibration,
+        "short": short,
         "test_truncated_share": truncated_share(rows["tokens"], classifier.max_length),
         "data": saved["data"]
         | {"source": config.data, "test": len(splits["test"]), "sha256": hashes},
@@ -61,6 +69,7 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
                 os.link(file, folder / file.name)  # the same weights, without a copy
             except OSError:
                 shutil.copy2(file, folder / file.name)
+        write_calibration(folder, classifier.calibration)
         write_results(folder, report, rows)
 
     publish(write, model_dir)

@@ -18,14 +18,18 @@ from sklearn import metrics
 
 _DESCRIPTION = (
     "Binary sentiment metrics from the probability of label 1: accuracy, precision, recall, "
-    "F1 and ROC-AUC of label 1, log loss, and the confusion matrix (rows: true label)."
+    "F1 and ROC-AUC of label 1, log loss, Brier score, expected calibration error of the top "
+    "label (15 equal-width bins), and the confusion matrix (rows: true label)."
 )
+ECE_BINS = 15  # equal-width bins of top-label confidence, from 0.5 to 1
 _KWARGS = """
 Args:
     predictions: probability of label 1 per review, in [0, 1].
     references: true label per review, 0 or 1.
 Returns:
     accuracy, precision, recall, f1, roc_auc (None unless both labels occur), log_loss,
+    brier (mean squared error of the probability of label 1), ece (expected calibration error
+    of the top label: the gap between confidence and accuracy, weighted over 15 bins),
     confusion_matrix ([[tn, fp], [fn, tp]]).
 """
 
@@ -63,5 +67,20 @@ class SentimentMetric(evaluate.Metric):
             "f1": float(f1),
             "roc_auc": float(metrics.roc_auc_score(labels, positive)) if both else None,
             "log_loss": float(metrics.log_loss(labels, positive, labels=[0, 1])),
+            "brier": float(np.mean((positive - labels) ** 2)),
+            "ece": expected_calibration_error(positive, labels),
             "confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
         }
+
+
+def expected_calibration_error(positive: np.ndarray, labels: np.ndarray) -> float:
+    """Top-label ECE: sum over confidence bins of (share of reviews) x |accuracy - confidence|."""
+    confidence = np.maximum(positive, 1 - positive)
+    correct = (positive > 0.5).astype(int) == labels
+    # Confidence lies in [0.5, 1]; 15 equal bins of [0, 1] as usual, so the lower 7 stay empty.
+    bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        inside = bins == b
+        total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total)

@@ -16,18 +16,28 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from calibrate import calibration_data, fit_calibration, write_calibration
 from config import LABELS, TrainConfig, UsageError, check_config
-from data import fingerprint, hub_reachable, hub_unreachable, load_data, make_splits
+from data import (
+    fingerprint,
+    hub_reachable,
+    hub_unreachable,
+    load_data,
+    load_short_sets,
+    make_splits,
+    with_snippets,
+)
+from infer import served_probabilities
 from probe import classifier_layer, probe_head
 from publish import publish
 from report import truncated_share, write_reports
-from utils import HEAD_FRACTION, encode, looks_like_path, positive_probability, top_label
+from utils import HEAD_FRACTION, encode, looks_like_path, positive_probability
 
 __all__ = ["TrainConfig", "UsageError", "run"]
 
@@ -255,24 +265,38 @@ def serving_classifier(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
 
 
 def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict, dict]:
-    """Metrics of `classifier` on a split, with its timing, and per review: text, label,
-    P(label 1), predicted label id, length in tokens and tokens read. Shows a progress bar."""
+    """Metrics of `classifier` on a split, with its timing, calibration before and after, and
+    per review: text, label, P(label 1) raw and calibrated, predicted label id, unsure, length
+    in tokens and tokens read. Shows a progress bar."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
     with tqdm(total=len(split), desc=desc, unit="review", dynamic_ncols=True) as bar:
-        predictions = classifier.classify(split["text"], EVAL_BATCH_SIZE, progress=bar.update)
+        logits, encoded = classifier.window_logits(split["text"], EVAL_BATCH_SIZE, bar.update)
     seconds = time.perf_counter() - started
-    positive = np.array([p.scores[classifier.labels[1]] for p in predictions])
-    metrics = score(split["label"], positive)
+    calibration = classifier.calibration
+    probs = served_probabilities(logits, encoded["review"], calibration.temperature)
+    raw = served_probabilities(logits, encoded["review"], 1.0)
+    metrics = score(split["label"], probs[:, 1])
+    before = score(split["label"], raw[:, 1])
+    predicted = probs.argmax(axis=1)  # ties to label 0, as utils.top_label
+    unsure = probs.max(axis=1) < calibration.unsure_below
+    answered = ~unsure & (predicted == np.asarray(split["label"]))
+    metrics |= {
+        "uncalibrated": {key: before[key] for key in ("log_loss", "brier", "ece")},
+        "unsure_share": float(unsure.mean()),
+        "accuracy_answered": float(answered.sum() / max(1, (~unsure).sum())),
+    }
     timing = {"seconds": round(seconds, 1), "reviews_per_second": round(len(split) / seconds, 1)}
     rows = {
         "text": split["text"],
         "label": split["label"],
-        "positive": positive,
-        "predicted": [classifier.labels.index(top_label(p.scores)) for p in predictions],
-        "tokens": [p.tokens for p in predictions],
-        "read": [p.read for p in predictions],
+        "positive": probs[:, 1],
+        "raw_positive": raw[:, 1],
+        "predicted": predicted.tolist(),
+        "unsure": unsure.tolist(),
+        "tokens": encoded["tokens"],
+        "read": encoded["read"],
     }
     return {"reviews": len(split)} | metrics | timing, rows
 
@@ -308,7 +332,10 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
         config.grad_accum,
         config.learning_rate,
     )
-    fit = {name: splits[name] for name in ("train", "validation")}  # the test split stays out
+    fit = {  # the test split stays out; the epoch is picked on whole reviews
+        "train": with_snippets(splits["train"], config.snippets, config.seed),
+        "validation": splits["validation"],
+    }
     return tokenizer, build_trainer(config, tokenizer, model, tokenize(fit, tokenizer, config))
 
 
@@ -319,6 +346,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     check_config(config)
     splits = make_splits(load_data(config.data), config)
+    short_sets = load_short_sets(config.short_data) if config.short_data else {}
     sizes = {name: len(split) for name, split in splits.items()}
     logger.info(
         "Data %s: %s train, %s validation, %s test reviews (balanced)",
@@ -330,7 +358,11 @@ def run(config: TrainConfig) -> dict[str, Any]:
     baseline, _ = test_split(classifier, splits["test"], "Baseline (untrained head)")
     set_seed(config.seed)  # each DataLoader draws from the global RNG: training starts afresh
     trained = trainer.train()
-    test, rows = test_split(serving_classifier(trainer.model, tokenizer, config), splits["test"])
+    classifier, calibration = calibrated(
+        serving_classifier(trainer.model, tokenizer, config), splits["validation"], config.seed
+    )
+    test, rows = test_split(classifier, splits["test"])
+    short = {name: test_split(classifier, split, name)[0] for name, split in short_sets.items()}
     report = {
         "name": f"{Path(config.model).name}-imdb-sentiment",
         "labels": list(LABELS),
@@ -343,6 +375,8 @@ def run(config: TrainConfig) -> dict[str, Any]:
             "seconds": round(trained.metrics["train_runtime"], 1),
             "reviews_per_second": round(trained.metrics["train_samples_per_second"], 2),
         },
+        "calibration": calibration,
+        "short": short,
         "test_truncated_share": truncated_share(rows["tokens"], config.max_length),
         "data": {"source": config.data} | sizes | {"sha256": fingerprint(splits)},
         "config": asdict(config),
@@ -354,11 +388,27 @@ def run(config: TrainConfig) -> dict[str, Any]:
     def write(folder: Path) -> None:
         trainer.model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
+        write_calibration(folder, classifier.calibration)
         write_results(folder, report, rows)
 
     publish(write, Path(config.output_dir))
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the model folder replaces them
     return report
+
+
+def calibrated(classifier: Any, validation: Any, seed: int) -> tuple[Any, dict[str, Any]]:
+    """`classifier` with its calibration fitted on the validation reviews and a snippet of
+    each (`calibrate.py`), and a summary of the fit for metrics.json."""
+    calibration, fit = fit_calibration(classifier, *calibration_data(validation, seed))
+    logger.info(
+        "Calibrated on %d validation texts: temperature %.2f, unsure below %.0f%% (%.0f%% of them)",
+        fit["texts"],
+        calibration.temperature,
+        100 * calibration.unsure_below,
+        100 * fit["unsure_share"],
+    )
+    summary = {"temperature": calibration.temperature, "unsure_below": calibration.unsure_below}
+    return replace(classifier, calibration=calibration), summary | fit
 
 
 def write_results(folder: Path, report: dict[str, Any], rows: dict[str, Any]) -> None:

@@ -23,7 +23,9 @@ MAX_CHARS = 20_000
 CARD_FILE = "README.md"  # the model card, as the Hub shows it
 RESULTS_HEADING = "## Results"  # the card's section the app's About tab shows
 CONFUSION_PLOT = "confusion_matrix.png"
+CALIBRATION_FILE = "calibration.json"  # the temperature and unsure threshold infer applies
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
@@ -45,6 +47,15 @@ def clean_text(text: str) -> str:
     """
     text = _BREAK.sub(" ", text[:MAX_CHARS])
     return _SPACE.sub(" ", html.unescape(text)).strip()
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a cleaned review: split after `.`, `!` or `?` and a space.
+
+    >>> split_sentences("Great cast. Dull plot! Worth it?")
+    ['Great cast.', 'Dull plot!', 'Worth it?']
+    """
+    return [part for part in _SENTENCE_END.split(text.strip()) if part]
 
 
 # How a review longer than the token budget is read. `head` keeps its start; `head+tail` its
