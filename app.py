@@ -34,6 +34,7 @@ EXAMPLES = [
     "Oh great, another three-hour epic where nothing happens. Truly the cinematic event of the "
     "century. I can't wait to forget it.",
     "Loved it!",
+    "Not bad at all.",
     "I went in expecting very little from this one.<br /><br />The first twenty minutes are "
     "slow, and I nearly gave up: the setup is familiar and the dialogue is clunky. But once the "
     "two brothers finally meet, the film finds its heart. The quiet scenes in the kitchen are "
@@ -46,8 +47,9 @@ MAX_QUEUE = 64  # waiting requests; past this, visitors are told the app is busy
 
 
 def classify(text: str, model_dir: Path) -> tuple[dict[str, float], str]:
-    """Label probabilities for one review (for `gr.Label`) and a line on how much of it the
-    model read; a blank box gets a friendly error."""
+    """Label probabilities for one review (for `gr.Label`) and Markdown with the verdict in
+    words, any warning about the text, and how much of it the model read; a blank box gets a
+    friendly error."""
     if not text or not text.strip():
         raise gr.Error(
             "Type or paste a movie review first.",
@@ -59,7 +61,22 @@ def classify(text: str, model_dir: Path) -> tuple[dict[str, float], str]:
     except infer.ModelNotFoundError as error:
         raise gr.Error(str(error), title="No model yet", print_exception=False) from error
     (prediction,) = classifier.classify([text])
-    return prediction.scores, coverage(prediction, classifier)
+    return prediction.scores, details(prediction, classifier)
+
+
+def verdict(prediction: infer.Prediction) -> str:
+    """The answer in plain words, e.g. '**Positive**, fairly sure (87%).'"""
+    share, lean = prediction.scores[prediction.label], prediction.label.lower()
+    if prediction.unsure:
+        return f"**Mixed or unclear**: it leans {lean} ({share:.0%}), too little to call."
+    sure = "very sure" if share >= 0.95 else "fairly sure" if share >= 0.8 else "leaning"
+    return f"**{lean.capitalize()}**, {sure} ({share:.0%})."
+
+
+def details(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
+    """The verdict, each warning and the coverage line, as paragraphs of Markdown."""
+    warnings = [f"⚠️ {warning}" for warning in prediction.warnings]
+    return "\n\n".join([verdict(prediction), *warnings, coverage(prediction, classifier)])
 
 
 def coverage(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
@@ -129,7 +146,7 @@ def build_demo(model_dir: Path) -> gr.Blocks:
                         submit = gr.Button("Submit", variant="primary")
                 with gr.Column(scale=2):
                     result = gr.Label(label="Sentiment", num_top_classes=2, elem_id="sentiment")
-                    read = gr.Markdown(elem_id="coverage")
+                    read = gr.Markdown(elem_id="details")
             gr.Examples(EXAMPLES, inputs=review, label="Example reviews (click one, then Submit)")
         with gr.Tab("About this model"):
             about = gr.Markdown(elem_id="about")

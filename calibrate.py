@@ -2,8 +2,8 @@
 threshold below which a review reads as mixed or unclear. Both go into calibration.json.
 
     >>> calibration, fit = fit_calibration(classifier, texts, labels)  # doctest: +SKIP
-    >>> calibration.temperature, calibration.unsure_below
-    (2.1, 0.81)
+    >>> calibration.temperature, calibration.short_temperature, calibration.unsure_below
+    (1.6, 3.2, 0.7)
 
 Fitted on held-out training-split data, never the test split: the validation reviews and one
 snippet of each (`data.snippets`), since visitors type a line or two. Temperature scaling (Guo
@@ -13,7 +13,7 @@ et al. 2017) divides every logit by one number, so it never changes which label 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,28 +54,40 @@ def unsure_threshold(
     """The lowest top probability, on a grid of 0.01, at or above which the answers were right
     at least `target` of the time; 0.5 (never unsure) when all of them already are."""
     top, correct = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(labels)
-    for threshold in np.arange(0.50, 0.995, 0.01):
-        answered = top >= threshold
+    for percent in range(50, 100):
+        answered = top >= percent / 100
         if answered.any() and correct[answered].mean() >= target:
-            return round(float(threshold), 2)
+            return percent / 100
     return 0.99
 
 
 def fit_calibration(
     classifier: Any, texts: list[str], labels: list[int]
 ) -> tuple[Calibration, dict[str, Any]]:
-    """The Calibration of `classifier` fitted on (`texts`, `labels`), and what the fit saw."""
+    """The Calibration of `classifier` fitted on (`texts`, `labels`), and what the fit saw:
+    one temperature for the texts of at most `short_tokens` tokens, one for the longer."""
     logits, encoded = classifier.window_logits(texts, 32)
-    temperature = fit_temperature(logits, encoded["review"], labels)
-    probs = served_probabilities(logits, encoded["review"], temperature)
+    owner, labels = np.asarray(encoded["review"]), np.asarray(labels)
+    short = np.asarray(encoded["tokens"]) <= Calibration.short_tokens
+    temperatures = {}
+    for name, group in (("temperature", ~short), ("short_temperature", short)):
+        if group.sum() < 2:  # nothing to fit on: as trained
+            temperatures[name] = 1.0
+            continue
+        texts_in = np.flatnonzero(group)
+        windows = np.isin(owner, texts_in)
+        renumbered = np.searchsorted(texts_in, owner[windows])
+        temperatures[name] = round(fit_temperature(logits[windows], renumbered, labels[group]), 4)
+    tempered = Calibration(**temperatures)
+    probs = served_probabilities(logits, owner, tempered.temperatures(encoded["tokens"]))
     threshold = unsure_threshold(probs, labels)
-    unsure = probs.max(axis=1) < threshold
     fit = {
         "texts": len(texts),
+        "short_texts": int(short.sum()),
         "target_accuracy": TARGET_ACCURACY,
-        "unsure_share": float(unsure.mean()),
+        "unsure_share": float((probs.max(axis=1) < threshold).mean()),
     }
-    return Calibration(round(temperature, 4), threshold), fit
+    return replace(tempered, unsure_below=threshold), fit
 
 
 def write_calibration(folder: Path, calibration: Calibration) -> None:

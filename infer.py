@@ -26,6 +26,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import pooling
+from checks import text_warnings
 from utils import CALIBRATION_FILE, HEAD_FRACTION, STRATEGIES, check_strategy, encode, top_label
 
 DEFAULT_MODEL_DIR = "model"
@@ -62,29 +63,44 @@ def check_model_dir(model_dir: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Calibration:
-    """How raw logits become honest probabilities, fitted after training (`calibrate.py`).
+    """How raw probabilities become honest ones, fitted after training (`calibrate.py`).
 
-    Logits are divided by `temperature` before the softmax: above 1 the model was too sure of
-    itself. A review whose top probability is below `unsure_below` reads as mixed or unclear.
-    Neither changes which label is more probable.
+    A text's probabilities (the mean over its windows) are tempered, softmax(log p / T), with
+    `short_temperature` for texts of at most `short_tokens` tokens (what visitors type) and
+    `temperature` for longer ones: above 1 the model was too sure of itself. A text whose top
+    probability is then below `unsure_below` reads as mixed or unclear. Neither changes which
+    label is more probable.
     """
 
     temperature: float = 1.0
+    short_temperature: float = 1.0
+    short_tokens: int = 64  # special tokens included; IMDB reviews are longer, a typed line not
     unsure_below: float = 0.5  # 0.5: never unsure
+
+    def temperatures(self, tokens: Sequence[int]) -> np.ndarray:
+        """The temperature of each text, by its length in tokens."""
+        short = np.asarray(tokens) <= self.short_tokens
+        return np.where(short, self.short_temperature, self.temperature)
 
     @classmethod
     def read(cls, folder: Path) -> Calibration:
         """The calibration saved in `folder`, or ModelNotFoundError naming the fix."""
         try:
             saved = json.loads((folder / CALIBRATION_FILE).read_text())
-            calibration = cls(float(saved["temperature"]), float(saved["unsure_below"]))
+            calibration = cls(
+                float(saved["temperature"]),
+                float(saved["short_temperature"]),
+                int(saved["short_tokens"]),
+                float(saved["unsure_below"]),
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ModelNotFoundError(
                 f"The model in '{folder}/' has no readable {CALIBRATION_FILE} ({error}): it was "
                 "saved by an earlier version of this project. Calibrate it with `python main.py "
                 f"evaluate --model-dir {folder}`, or retrain it with `python main.py`."
             ) from error
-        if not calibration.temperature > 0 or not 0.5 <= calibration.unsure_below < 1:
+        temperatures = (calibration.temperature, calibration.short_temperature)
+        if min(temperatures) <= 0 or not 0.5 <= calibration.unsure_below < 1:
             raise ModelNotFoundError(f"{folder}/{CALIBRATION_FILE} holds {saved}: retrain it.")
         return calibration
 
@@ -98,6 +114,7 @@ class Prediction:
     tokens: int  # the whole cleaned review, special tokens included
     read: int  # tokens the model saw; less than `tokens` when a long review was cut
     unsure: bool = False
+    warnings: tuple[str, ...] = ()  # `checks.text_warnings`: what is unusual about the text
 
     @property
     def label(self) -> str:
@@ -110,6 +127,7 @@ class Prediction:
             "label": self.label,
             "scores": self.scores,
             "unsure": self.unsure,
+            "warnings": list(self.warnings),
             "tokens": self.tokens,
             "read": self.read,
         }
@@ -163,16 +181,18 @@ class Classifier:
         ('NEGATIVE', 4, 4)
         """
         logits, encoded = self.window_logits(texts, batch_size, progress)
-        means = served_probabilities(logits, encoded["review"], self.calibration.temperature)
+        temperatures = self.calibration.temperatures(encoded["tokens"])
+        means = served_probabilities(logits, encoded["review"], temperatures)
         return [
             Prediction(
                 dict(zip(self.labels, row, strict=True)),
                 tokens,
                 read,
                 unsure=max(row) < self.calibration.unsure_below,
+                warnings=tuple(text_warnings(text)),
             )
-            for row, tokens, read in zip(
-                means.tolist(), encoded["tokens"], encoded["read"], strict=True
+            for text, row, tokens, read in zip(
+                texts, means.tolist(), encoded["tokens"], encoded["read"], strict=True
             )
         ]
 
@@ -205,22 +225,23 @@ class Classifier:
         return logits, encoded
 
 
-def served_probabilities(
-    logits: np.ndarray, owner: Sequence[int], temperature: float
-) -> np.ndarray:
-    """P(each label) per text from its windows' raw logits: softmax(logits / temperature),
-    averaged over the windows of each text (`owner[i]`: the text window i belongs to).
+def served_probabilities(logits: np.ndarray, owner: Sequence[int], temperature: Any) -> np.ndarray:
+    """P(each label) per text from its windows' raw logits: the softmax averaged over a text's
+    windows (`owner[i]`: the text window i belongs to), then tempered, softmax(log p / T), with
+    `temperature` one number or one per text. Tempering keeps each text's top label.
 
     >>> served_probabilities(np.array([[0.0, 2.0], [0.0, 0.0]]), [0, 0], 1.0).round(3)
     array([[0.31, 0.69]])
     """
-    scaled = logits / temperature
-    probs = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     owner = np.asarray(owner)
     sums = np.zeros((owner.max() + 1, logits.shape[1]))
     np.add.at(sums, owner, probs)
-    return sums / np.bincount(owner)[:, None]
+    mean = sums / np.bincount(owner)[:, None]
+    scaled = np.log(mean.clip(1e-300)) / np.broadcast_to(temperature, len(mean))[:, None]
+    tempered = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return tempered / tempered.sum(axis=1, keepdims=True)
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -350,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cut = f" (read {p.read} of {p.tokens} tokens)" if p.read < p.tokens else ""
             unsure = " (mixed or unclear)" if p.unsure else ""
             print(f"{p.label} {p.scores[p.label]:.1%}{unsure}{cut}")
+            for warning in p.warnings:
+                print(f"  note: {warning}")
     return 0
 
 

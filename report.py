@@ -361,7 +361,9 @@ classifier("A moving, beautifully acted film.")
 ```
 {POOLING_NOTE if remote_code else ""}
 
-The pipeline reads the first {cut} tokens of a review only. Training removed IMDB's `<br />`
+The pipeline reads the first {cut} tokens of a review only, and gives the model's raw
+probabilities: `calibration.json` holds the temperatures that make them honest and the
+threshold below which a review is mixed or unclear, which `infer.py` applies. Training removed IMDB's `<br />`
 tags and cut long reviews by `{config["truncation"]}`; `infer.py` from the project
 removes the tags too, reads long reviews by `{strategy}`, and reports how many tokens of each
 review it read.
@@ -374,10 +376,12 @@ def calibration_section(report: dict[str, Any]) -> str:
     lines = [
         "### Calibration",
         "",
-        f"Probabilities are scaled by a temperature of {fit['temperature']:.2f}, fitted on "
-        f"{fit['texts']:,} held-out training texts (the validation reviews and a snippet of "
-        f"each). Below {fit['unsure_below']:.0%} confidence a review reads as mixed or unclear: "
-        f"the answers above it were right {fit['target_accuracy']:.0%} of the time there.",
+        f"Probabilities are scaled by a temperature of {fit['temperature']:.2f}, and of "
+        f"{fit['short_temperature']:.2f} for texts of at most {fit['short_tokens']} tokens, "
+        f"fitted on {fit['texts']:,} held-out training texts (the validation reviews and a "
+        f"snippet of each). Below {fit['unsure_below']:.0%} confidence a review reads as mixed "
+        f"or unclear: the answers above it were right {fit['target_accuracy']:.0%} of the time "
+        "there.",
         "",
         "| test set | reviews | accuracy | ECE before → after | Brier before → after "
         "| unsure | accuracy on the rest |",

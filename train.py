@@ -275,7 +275,8 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
         logits, encoded = classifier.window_logits(split["text"], EVAL_BATCH_SIZE, bar.update)
     seconds = time.perf_counter() - started
     calibration = classifier.calibration
-    probs = served_probabilities(logits, encoded["review"], calibration.temperature)
+    temperatures = calibration.temperatures(encoded["tokens"])
+    probs = served_probabilities(logits, encoded["review"], temperatures)
     raw = served_probabilities(logits, encoded["review"], 1.0)
     metrics = score(split["label"], probs[:, 1])
     before = score(split["label"], raw[:, 1])
@@ -401,14 +402,16 @@ def calibrated(classifier: Any, validation: Any, seed: int) -> tuple[Any, dict[s
     each (`calibrate.py`), and a summary of the fit for metrics.json."""
     calibration, fit = fit_calibration(classifier, *calibration_data(validation, seed))
     logger.info(
-        "Calibrated on %d validation texts: temperature %.2f, unsure below %.0f%% (%.0f%% of them)",
+        "Calibrated on %d validation texts: temperature %.2f (%.2f for texts of at most %d "
+        "tokens), unsure below %.0f%% (%.0f%% of them)",
         fit["texts"],
         calibration.temperature,
+        calibration.short_temperature,
+        calibration.short_tokens,
         100 * calibration.unsure_below,
         100 * fit["unsure_share"],
     )
-    summary = {"temperature": calibration.temperature, "unsure_below": calibration.unsure_below}
-    return replace(classifier, calibration=calibration), summary | fit
+    return replace(classifier, calibration=calibration), asdict(calibration) | fit
 
 
 def write_results(folder: Path, report: dict[str, Any], rows: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ def test_predict_shows_both_labels_with_confidences(served):
     _, client = served
     result, read = client.predict("great wonderful superb film", api_name="/predict")
     assert result["label"] == "POSITIVE"
-    assert read == "Read all 6 tokens of the review."
+    assert read.startswith("**Positive**, ") and read.endswith("Read all 6 tokens of the review.")
     confidences = {c["label"]: c["confidence"] for c in result["confidences"]}
     assert set(confidences) == {"NEGATIVE", "POSITIVE"}
     assert sum(confidences.values()) == pytest.approx(1.0)
@@ -56,7 +56,7 @@ def test_long_review_says_how_much_was_read(served):
     review = " ".join(["great film"] * 50)  # 100 words, 102 tokens with [CLS] and [SEP]
     _, read = client.predict(review, api_name="/predict")
     # The tiny model, as main.py trains by default, reads long reviews in sliding windows.
-    assert read.startswith(f"Read all 102 tokens, in overlapping windows of {MAX_LENGTH}")
+    assert f"Read all 102 tokens, in overlapping windows of {MAX_LENGTH}" in read
 
 
 def test_blank_review_gets_a_message_not_a_prediction(served):
@@ -98,3 +98,23 @@ def test_coverage_line_says_what_was_read(tokens, read, truncation, says):
     prediction = infer.Prediction({"NEGATIVE": 0.2, "POSITIVE": 0.8}, tokens, read)
     classifier = SimpleNamespace(truncation=truncation, max_length=256)
     assert says in app.coverage(prediction, classifier)
+
+
+@pytest.mark.parametrize(
+    ("scores", "unsure", "says"),
+    [
+        ({"NEGATIVE": 0.02, "POSITIVE": 0.98}, False, "**Positive**, very sure (98%)."),
+        ({"NEGATIVE": 0.85, "POSITIVE": 0.15}, False, "**Negative**, fairly sure (85%)."),
+        ({"NEGATIVE": 0.4, "POSITIVE": 0.6}, True, "**Mixed or unclear**: it leans positive (60%)"),
+    ],
+)
+def test_the_verdict_is_said_in_plain_words(scores, unsure, says):
+    assert app.verdict(infer.Prediction(scores, 6, 6, unsure=unsure)).startswith(says)
+
+
+def test_a_warning_is_shown_beside_the_prediction(served):
+    _, client = served
+    _, details = client.predict("Ce film est magnifique, je l'ai adoré.", api_name="/predict")
+    assert "⚠️ This reads as French (fr), not English" in details
+    _, details = client.predict("great wonderful superb film", api_name="/predict")
+    assert "⚠️" not in details

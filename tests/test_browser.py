@@ -46,7 +46,7 @@ def test_typed_review_shows_confidence_bars(page, tmp_path):
     sentiment.get_by_text("POSITIVE").first.wait_for(timeout=20_000)
     text = sentiment.inner_text()
     assert "POSITIVE" in text and "NEGATIVE" in text and "%" in text
-    coverage = page.locator("#coverage")
+    coverage = page.locator("#details")
     coverage.get_by_text("Read all 6 tokens").wait_for(timeout=20_000)
     page.screenshot(path=tmp_path / "classify.png")
 

@@ -156,7 +156,8 @@ def test_default_classifier_is_loaded_once_from_model_dir(monkeypatch, model_dir
 
 
 def test_cli_prints_label_and_confidence(model_dir):
-    result = run_script("infer.py", "--model-dir", str(model_dir), "great wonderful", "awful dull")
+    reviews = ("great wonderful film", "awful dull plot")
+    result = run_script("infer.py", "--model-dir", str(model_dir), *reviews)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["POSITIVE", "NEGATIVE"]
@@ -178,7 +179,7 @@ def test_cli_json_and_stdin(model_dir, capsys):
 
 
 def test_cli_says_how_much_of_a_long_review_it_read(model_dir, capsys):
-    assert infer.main(["--model-dir", str(model_dir), "great film", TWIST]) == 0
+    assert infer.main(["--model-dir", str(model_dir), "great film and plot", TWIST]) == 0
     short, long = capsys.readouterr().out.splitlines()
     assert "read" not in short and "read" not in long  # sliding, the default, reads it all
     args = ["--model-dir", str(model_dir), "--truncation", "head+tail", TWIST]

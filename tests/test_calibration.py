@@ -1,0 +1,212 @@
+"""Calibration, the unsure verdict, snippets and text warnings, on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import run_script, train_args
+
+import calibrate
+import checks
+import data
+import infer
+import main
+import train
+from sentiment_metric import SentimentMetric
+from utils import CALIBRATION_FILE
+
+REVIEWS = [
+    "great wonderful film",
+    "awful boring plot",
+    "the plot was dull and the acting was great",
+    "loved it",
+    "a waste",
+    "superb moving brilliant story . " * 12,  # longer than the window: read in several
+]
+
+
+def with_calibration(model_dir, folder, temperature: float, unsure_below: float):
+    shutil.copytree(model_dir, folder)
+    saved = {
+        "temperature": temperature,
+        "short_temperature": 2 * temperature,
+        "short_tokens": 10,
+        "unsure_below": unsure_below,
+    }
+    (folder / CALIBRATION_FILE).write_text(json.dumps(saved))
+    infer.reset()
+    return folder
+
+
+def test_scaling_never_changes_the_predicted_label(model_dir):
+    classifier = infer.load(model_dir)
+    by_temperature = {
+        t: replace(classifier, calibration=infer.Calibration(t, t)) for t in (0.2, 1.0, 5.0)
+    }
+    results = {t: c.classify(REVIEWS) for t, c in by_temperature.items()}
+    labels = {t: [p.label for p in r] for t, r in results.items()}
+    assert labels[0.2] == labels[1.0] == labels[5.0]
+    top = {t: [p.scores[p.label] for p in r] for t, r in results.items()}
+    assert all(a > b > c for a, b, c in zip(top[0.2], top[1.0], top[5.0], strict=True))
+
+
+def test_the_saved_temperature_and_threshold_are_what_every_entry_point_applies(
+    model_dir, tmp_path, capsys
+):
+    import app
+
+    folder = with_calibration(model_dir, tmp_path / "model", 4.0, 0.99)
+    classifier = infer.load(folder)
+    assert classifier.calibration == infer.Calibration(4.0, 8.0, 10, 0.99)
+    logits, encoded = classifier.window_logits(REVIEWS)
+    temperatures = [8.0 if n <= 10 else 4.0 for n in encoded["tokens"]]
+    assert temperatures[:2] == [8.0, 8.0] and temperatures[-1] == 4.0  # short and long alike
+    expected = infer.served_probabilities(logits, encoded["review"], np.array(temperatures))
+    api = infer.predict(REVIEWS, folder)
+    assert np.allclose([[p["NEGATIVE"], p["POSITIVE"]] for p in api], expected)
+    assert all(p.unsure for p in classifier.classify(REVIEWS))  # nothing reaches 99% at T >= 4
+
+    assert infer.main(["--model-dir", str(folder), "--json", REVIEWS[0]]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    assert printed["unsure"] is True
+    assert printed["scores"]["POSITIVE"] == pytest.approx(expected[0, 1])
+    assert infer.main(["--model-dir", str(folder), REVIEWS[0]]) == 0
+    assert "(mixed or unclear)" in capsys.readouterr().out
+
+    scores, details = app.classify(REVIEWS[0], folder)
+    assert scores["POSITIVE"] == pytest.approx(expected[0, 1])
+    assert details.startswith("**Mixed or unclear**")
+
+
+def test_a_training_run_saves_its_calibration_and_reports_it(model_dir):
+    saved = json.loads((model_dir / CALIBRATION_FILE).read_text())
+    assert saved["temperature"] > 0 and 0.5 <= saved["unsure_below"] < 1
+    report = json.loads((model_dir / "metrics.json").read_text())
+    assert report["calibration"]["temperature"] == saved["temperature"]
+    assert 12 < report["calibration"]["texts"] <= 2 * 12  # 12 validation reviews, snippets
+    assert {"ece", "brier", "unsure_share", "accuracy_answered"} <= set(report["test"])
+    assert {"ece", "brier", "log_loss"} == set(report["test"]["uncalibrated"])
+    card = (model_dir / "README.md").read_text()
+    assert "### Calibration" in card and "| IMDB test | 40 |" in card
+    assert (model_dir / "reliability.png").stat().st_size > 10_000
+
+
+def test_the_temperature_fit_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 2))
+    true_t = 2.5  # the labels follow softmax(logits / 2.5): the logits are too sure
+    positive = 1 / (1 + np.exp(-(logits[:, 1] - logits[:, 0]) / true_t))
+    labels = (rng.random(4000) < positive).astype(int).tolist()
+    fitted = calibrate.fit_temperature(logits, list(range(4000)), labels)
+    assert fitted == pytest.approx(true_t, rel=0.1)
+
+
+def test_the_unsure_threshold_is_the_lowest_that_keeps_answers_right_as_targeted():
+    # Confident answers right, the 0.6 ones a coin toss: 90% right from 0.7 up, not below.
+    top = np.array([0.95] * 8 + [0.75] * 1 + [0.6] * 10)
+    correct = [True] * 8 + [False] + [True, False] * 5
+    probs = np.stack([1 - top, top], axis=1)
+    labels = [1 if ok else 0 for ok in correct]
+    assert calibrate.unsure_threshold(probs, labels, target=0.88) == 0.61
+    assert calibrate.unsure_threshold(probs[:8], labels[:8]) == 0.5  # all right: never unsure
+
+
+def test_ece_matches_a_hand_count():
+    # Confidences 0.9, 0.9, 0.8, 0.6 in three bins; right, wrong, right, right.
+    metrics = SentimentMetric().compute(predictions=[0.9, 0.9, 0.2, 0.6], references=[1, 0, 0, 1])
+    assert metrics["ece"] == pytest.approx(0.5 * 0.4 + 0.25 * 0.2 + 0.25 * 0.4)
+    assert metrics["brier"] == pytest.approx((0.01 + 0.81 + 0.04 + 0.16) / 4)
+
+
+def test_a_folder_without_calibration_says_how_to_calibrate_it(model_dir, tmp_path):
+    folder = shutil.copytree(model_dir, tmp_path / "model")
+    (folder / CALIBRATION_FILE).unlink()
+    with pytest.raises(infer.ModelNotFoundError, match=r"python main\.py evaluate --model-dir"):
+        infer.load(folder)
+    assert main.main(["evaluate", "--model-dir", str(folder)]) == 0
+    assert json.loads((folder / CALIBRATION_FILE).read_text()) == json.loads(
+        (model_dir / CALIBRATION_FILE).read_text()
+    )  # the same validation reviews, so the same fit
+
+
+def test_snippets_are_one_or_two_sentences_of_their_review_with_its_label():
+    texts = [
+        "A great film. The cast is superb and moving. I loved every minute of it!",
+        "Dull.",  # no sentence of four words or more: no snippet
+        "The plot is awful and boring. The acting is terrible too.",
+    ]
+    out = data.snippets(texts, [1, 0, 0], 2, seed=3)
+    assert out["label"] == [1, 1, 0, 0]
+    for snippet, label in zip(out["text"], out["label"], strict=True):
+        source = texts[0] if label else texts[2]
+        assert snippet in source and 4 <= len(snippet.split()) <= 40
+    assert out == data.snippets(texts, [1, 0, 0], 2, seed=3)  # seeded
+
+
+def test_snippets_join_the_training_reviews_only(monkeypatch, tmp_path, base_model, data_dir):
+    seen = {}
+    tokenize = train.tokenize
+
+    def spy(splits, *args):
+        seen.update({name: len(split) for name, split in splits.items()})
+        return tokenize(splits, *args)
+
+    monkeypatch.setattr(train, "tokenize", spy)
+    args = train_args(base_model, data_dir, tmp_path / "model", "--snippets", "1", "--epochs", "1")
+    assert main.main(args) == 0
+    assert seen["validation"] == 12  # the epoch is still picked on whole reviews
+    assert 120 < seen["train"] <= 240  # each review and at most one snippet of it
+
+
+def test_short_sets_are_reported_beside_the_test_split(tmp_path, base_model, data_dir):
+    from conftest import make_frame
+
+    short = tmp_path / "short"
+    short.mkdir()
+    make_frame(10, seed=9).to_parquet(short / "typed.parquet")
+    args = train_args(base_model, data_dir, tmp_path / "model", "--epochs", "1")
+    assert main.main([*args, "--short-data", str(short)]) == 0
+    report = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert set(report["short"]) == {"typed"} and report["short"]["typed"]["reviews"] == 20
+    assert "| typed | 20 |" in (tmp_path / "model" / "README.md").read_text()
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    assert main.main([*args, "--short-data", str(empty)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "warning"),
+    [
+        ("Boring.", "A word or two is little to go on"),
+        ("Ce film est magnifique, je l'ai adoré du début à la fin.", "reads as French (fr)"),
+        ("Die Schauspieler waren schrecklich und der Film langweilig.", "reads as German (de)"),
+        ("12345 !!! ???", "does not look like a review"),
+        ("https://example.com/watch?v=1", "does not look like a review"),
+    ],
+)
+def test_each_warning_fires_on_its_case(text, warning):
+    (said,) = checks.text_warnings(text)
+    assert warning in said
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The acting was superb and the story kept me guessing.",
+        "It was okay, nothing special.",
+        "Not bad at all.",
+        "I expected little, but this film won me over: a sharp script and a warm lead.",
+    ],
+)
+def test_no_warning_on_an_ordinary_review(text):
+    assert checks.text_warnings(text) == []
+
+
+def test_the_cli_prints_warnings(model_dir):
+    result = run_script("infer.py", "--model-dir", str(model_dir), "Boring.")
+    assert result.returncode == 0, result.stderr
+    assert "note: A word or two is little to go on" in result.stdout
