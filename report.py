@@ -363,10 +363,10 @@ classifier("A moving, beautifully acted film.")
 
 The pipeline reads the first {cut} tokens of a review only, and gives the model's raw
 probabilities: `calibration.json` holds the temperatures that make them honest and the
-threshold below which a review is mixed or unclear, which `infer.py` applies. Training removed IMDB's `<br />`
-tags and cut long reviews by `{config["truncation"]}`; `infer.py` from the project
-removes the tags too, reads long reviews by `{strategy}`, and reports how many tokens of each
-review it read.
+threshold below which a review is mixed or unclear, which `infer.py` applies. Training
+removed IMDB's `<br />` tags and cut long reviews by `{config["truncation"]}`; `infer.py`
+from the project removes the tags too, reads long reviews by `{strategy}`, and reports how
+many tokens of each review it read.
 """
 
 
