@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from data import snippets
-from infer import Calibration, served_probabilities
-from utils import CALIBRATION_FILE
+from utils import CALIBRATION_FILE, Calibration, served_probabilities
 
 # The unsure band: reviews answered outside it were right this often on the calibration data.
 TARGET_ACCURACY = 0.9

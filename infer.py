@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,16 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import pooling
 from checks import text_warnings
-from utils import CALIBRATION_FILE, HEAD_FRACTION, STRATEGIES, check_strategy, encode, top_label
+from utils import (
+    CALIBRATION_FILE,
+    HEAD_FRACTION,
+    STRATEGIES,
+    Calibration,
+    check_strategy,
+    encode,
+    served_probabilities,
+    top_label,
+)
 
 DEFAULT_MODEL_DIR = "model"
 TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
@@ -59,50 +68,6 @@ def check_model_dir(model_dir: str | Path) -> Path:
             f"{TRAIN_HINT}."
         )
     return path
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """How raw probabilities become honest ones, fitted after training (`calibrate.py`).
-
-    A text's probabilities (the mean over its windows) are tempered, softmax(log p / T), with
-    `short_temperature` for texts of at most `short_tokens` tokens (what visitors type) and
-    `temperature` for longer ones: above 1 the model was too sure of itself. A text whose top
-    probability is then below `unsure_below` reads as mixed or unclear. Neither changes which
-    label is more probable.
-    """
-
-    temperature: float = 1.0
-    short_temperature: float = 1.0
-    short_tokens: int = 64  # special tokens included; IMDB reviews are longer, a typed line not
-    unsure_below: float = 0.5  # 0.5: never unsure
-
-    def temperatures(self, tokens: Sequence[int]) -> np.ndarray:
-        """The temperature of each text, by its length in tokens."""
-        short = np.asarray(tokens) <= self.short_tokens
-        return np.where(short, self.short_temperature, self.temperature)
-
-    @classmethod
-    def read(cls, folder: Path) -> Calibration:
-        """The calibration saved in `folder`, or ModelNotFoundError naming the fix."""
-        try:
-            saved = json.loads((folder / CALIBRATION_FILE).read_text())
-            calibration = cls(
-                float(saved["temperature"]),
-                float(saved["short_temperature"]),
-                int(saved["short_tokens"]),
-                float(saved["unsure_below"]),
-            )
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ModelNotFoundError(
-                f"The model in '{folder}/' has no readable {CALIBRATION_FILE} ({error}): it was "
-                "saved by an earlier version of this project. Calibrate it with `python main.py "
-                f"evaluate --model-dir {folder}`, or retrain it with `python main.py`."
-            ) from error
-        temperatures = (calibration.temperature, calibration.short_temperature)
-        if min(temperatures) <= 0 or not 0.5 <= calibration.unsure_below < 1:
-            raise ModelNotFoundError(f"{folder}/{CALIBRATION_FILE} holds {saved}: retrain it.")
-        return calibration
 
 
 @dataclass(frozen=True)
@@ -146,7 +111,7 @@ class Classifier:
     labels: tuple[str, ...]
     truncation: str
     head_fraction: float = HEAD_FRACTION
-    calibration: Calibration = Calibration()
+    calibration: Calibration = field(default_factory=Calibration)  # as trained
 
     def __post_init__(self) -> None:
         check_strategy(self.truncation, self.head_fraction)
@@ -225,23 +190,26 @@ class Classifier:
         return logits, encoded
 
 
-def served_probabilities(logits: np.ndarray, owner: Sequence[int], temperature: Any) -> np.ndarray:
-    """P(each label) per text from its windows' raw logits: the softmax averaged over a text's
-    windows (`owner[i]`: the text window i belongs to), then tempered, softmax(log p / T), with
-    `temperature` one number or one per text. Tempering keeps each text's top label.
-
-    >>> served_probabilities(np.array([[0.0, 2.0], [0.0, 0.0]]), [0, 0], 1.0).round(3)
-    array([[0.31, 0.69]])
-    """
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    owner = np.asarray(owner)
-    sums = np.zeros((owner.max() + 1, logits.shape[1]))
-    np.add.at(sums, owner, probs)
-    mean = sums / np.bincount(owner)[:, None]
-    scaled = np.log(mean.clip(1e-300)) / np.broadcast_to(temperature, len(mean))[:, None]
-    tempered = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-    return tempered / tempered.sum(axis=1, keepdims=True)
+def read_calibration(folder: Path) -> Calibration:
+    """The calibration saved in `folder`, or ModelNotFoundError naming the fix."""
+    try:
+        saved = json.loads((folder / CALIBRATION_FILE).read_text())
+        calibration = Calibration(
+            float(saved["temperature"]),
+            float(saved["short_temperature"]),
+            int(saved["short_tokens"]),
+            float(saved["unsure_below"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelNotFoundError(
+            f"The model in '{folder}/' has no readable {CALIBRATION_FILE} ({error}): it was "
+            "saved by an earlier version of this project. Calibrate it with `python main.py "
+            f"evaluate --model-dir {folder}`, or retrain it with `python main.py`."
+        ) from error
+    temperatures = (calibration.temperature, calibration.short_temperature)
+    if min(temperatures) <= 0 or not 0.5 <= calibration.unsure_below < 1:
+        raise ModelNotFoundError(f"{folder}/{CALIBRATION_FILE} holds {saved}: retrain it.")
+    return calibration
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -281,7 +249,7 @@ def load(
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, local_files_only=True, use_safetensors=True
             )
-            saved_calibration = calibration or Calibration.read(path)
+            saved_calibration = calibration or read_calibration(path)
         except ModelNotFoundError:
             raise
         except (OSError, ValueError) as error:

@@ -19,9 +19,11 @@ from pathlib import Path
 from calibrate import write_calibration
 from config import UsageError, saved_config
 from data import fingerprint, load_data, load_short_sets, make_splits
+from plots import truncated_share
 from publish import publish
-from report import REWRITTEN_FILES, truncated_share
-from train import calibrated, test_split, write_results
+from report import REWRITTEN_FILES
+from scoring import calibrated, test_split
+from train import write_results
 
 
 def retest(model_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:

@@ -16,13 +16,13 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calibrate import calibration_data, fit_calibration, write_calibration
+from calibrate import write_calibration
 from config import LABELS, TrainConfig, UsageError, check_config
 from data import (
     fingerprint,
@@ -33,17 +33,17 @@ from data import (
     make_splits,
     with_snippets,
 )
-from infer import served_probabilities
+from plots import truncated_share
 from probe import classifier_layer, probe_head
 from publish import publish
-from report import truncated_share, write_reports
-from utils import HEAD_FRACTION, encode, looks_like_path, positive_probability
+from report import write_reports
+from scoring import EVAL_BATCH_SIZE, calibrated, test_split, validation_metrics
+from utils import HEAD_FRACTION, encode, looks_like_path
 
 __all__ = ["TrainConfig", "UsageError", "run"]
 
 logger = logging.getLogger(__name__)
 
-EVAL_BATCH_SIZE = 32  # reviews per step when validating and testing: memory, not results
 WARMUP_RATIO = 0.1  # share of optimizer steps spent warming up
 WEIGHT_DECAY = 0.01  # AdamW's, on every weight but biases and LayerNorm
 # Every dropout layer of the base model and head, attention included, while training. No
@@ -152,21 +152,6 @@ def training_arguments(config: TrainConfig, checkpoints: Path) -> Any:
     )
 
 
-def score(labels: Any, positive: Any) -> dict[str, Any]:
-    """The project's metric (`sentiment_metric.py`, an `evaluate` module) of P(label 1)."""
-    from sentiment_metric import SentimentMetric  # imports evaluate: 6-8 s, training only
-
-    return SentimentMetric(keep_in_memory=True).compute(predictions=positive, references=labels)
-
-
-def validation_metrics(prediction: Any) -> dict[str, float]:
-    """The Trainer's `compute_metrics`: `score` of an epoch's validation logits."""
-    metrics = score(prediction.label_ids, positive_probability(prediction.predictions))
-    # The Trainer logs scalars, so the matrix travels as its four cells.
-    (tn, fp), (fn, tp) = metrics.pop("confusion_matrix")
-    return metrics | {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
-
-
 def checkpoint_dir(config: TrainConfig) -> Path:
     """Scratch for per-epoch checkpoints, hidden beside the model folder; removed on success."""
     output = Path(config.output_dir).absolute()
@@ -264,44 +249,6 @@ def serving_classifier(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
     return Classifier(model, tokenizer, LABELS, truncation=config.inference_truncation)
 
 
-def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict, dict]:
-    """Metrics of `classifier` on a split, with its timing, calibration before and after, and
-    per review: text, label, P(label 1) raw and calibrated, predicted label id, unsure, length
-    in tokens and tokens read. Shows a progress bar."""
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
-    with tqdm(total=len(split), desc=desc, unit="review", dynamic_ncols=True) as bar:
-        logits, encoded = classifier.window_logits(split["text"], EVAL_BATCH_SIZE, bar.update)
-    seconds = time.perf_counter() - started
-    calibration = classifier.calibration
-    temperatures = calibration.temperatures(encoded["tokens"])
-    probs = served_probabilities(logits, encoded["review"], temperatures)
-    raw = served_probabilities(logits, encoded["review"], 1.0)
-    metrics = score(split["label"], probs[:, 1])
-    before = score(split["label"], raw[:, 1])
-    predicted = probs.argmax(axis=1)  # ties to label 0, as utils.top_label
-    unsure = probs.max(axis=1) < calibration.unsure_below
-    answered = ~unsure & (predicted == np.asarray(split["label"]))
-    metrics |= {
-        "uncalibrated": {key: before[key] for key in ("log_loss", "brier", "ece")},
-        "unsure_share": float(unsure.mean()),
-        "accuracy_answered": float(answered.sum() / max(1, (~unsure).sum())),
-    }
-    timing = {"seconds": round(seconds, 1), "reviews_per_second": round(len(split) / seconds, 1)}
-    rows = {
-        "text": split["text"],
-        "label": split["label"],
-        "positive": probs[:, 1],
-        "raw_positive": raw[:, 1],
-        "predicted": predicted.tolist(),
-        "unsure": unsure.tolist(),
-        "tokens": encoded["tokens"],
-        "read": encoded["read"],
-    }
-    return {"reviews": len(split)} | metrics | timing, rows
-
-
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries that shape a run."""
     from importlib.metadata import version
@@ -395,23 +342,6 @@ def run(config: TrainConfig) -> dict[str, Any]:
     publish(write, Path(config.output_dir))
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the model folder replaces them
     return report
-
-
-def calibrated(classifier: Any, validation: Any, seed: int) -> tuple[Any, dict[str, Any]]:
-    """`classifier` with its calibration fitted on the validation reviews and a snippet of
-    each (`calibrate.py`), and a summary of the fit for metrics.json."""
-    calibration, fit = fit_calibration(classifier, *calibration_data(validation, seed))
-    logger.info(
-        "Calibrated on %d validation texts: temperature %.2f (%.2f for texts of at most %d "
-        "tokens), unsure below %.0f%% (%.0f%% of them)",
-        fit["texts"],
-        calibration.temperature,
-        calibration.short_temperature,
-        calibration.short_tokens,
-        100 * calibration.unsure_below,
-        100 * fit["unsure_share"],
-    )
-    return replace(classifier, calibration=calibration), asdict(calibration) | fit
 
 
 def write_results(folder: Path, report: dict[str, Any], rows: dict[str, Any]) -> None:

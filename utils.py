@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -167,3 +168,45 @@ def top_label(scores: dict[str, float]) -> str:
     'POSITIVE'
     """
     return max(scores, key=scores.__getitem__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How raw probabilities become honest ones: fitted after training (`calibrate.py`),
+    applied by `infer`.
+
+    A text's probabilities (the mean over its windows) are tempered, softmax(log p / T), with
+    `short_temperature` for texts of at most `short_tokens` tokens (what visitors type) and
+    `temperature` for longer ones: above 1 the model was too sure of itself. A text whose top
+    probability is then below `unsure_below` reads as mixed or unclear. Neither changes which
+    label is more probable.
+    """
+
+    temperature: float = 1.0
+    short_temperature: float = 1.0
+    short_tokens: int = 64  # special tokens included; IMDB reviews are longer, a typed line not
+    unsure_below: float = 0.5  # 0.5: never unsure
+
+    def temperatures(self, tokens: Sequence[int]) -> np.ndarray:
+        """The temperature of each text, by its length in tokens."""
+        short = np.asarray(tokens) <= self.short_tokens
+        return np.where(short, self.short_temperature, self.temperature)
+
+
+def served_probabilities(logits: np.ndarray, owner: Sequence[int], temperature: Any) -> np.ndarray:
+    """P(each label) per text from its windows' raw logits: the softmax averaged over a text's
+    windows (`owner[i]`: the text window i belongs to), then tempered, softmax(log p / T), with
+    `temperature` one number or one per text. Tempering keeps each text's top label.
+
+    >>> served_probabilities(np.array([[0.0, 2.0], [0.0, 0.0]]), [0, 0], 1.0).round(3)
+    array([[0.31, 0.69]])
+    """
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    owner = np.asarray(owner)
+    sums = np.zeros((owner.max() + 1, logits.shape[1]))
+    np.add.at(sums, owner, probs)
+    mean = sums / np.bincount(owner)[:, None]
+    scaled = np.log(mean.clip(1e-300)) / np.broadcast_to(temperature, len(mean))[:, None]
+    tempered = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return tempered / tempered.sum(axis=1, keepdims=True)

@@ -1,0 +1,93 @@
+"""Scoring a model on a split: the metric, probabilities before and after calibration, the
+unsure share, and the rows `report.py` draws from. Training validates and tests with it.
+
+    >>> metrics, rows = test_split(classifier, splits["test"])  # doctest: +SKIP
+    >>> metrics["accuracy"], metrics["ece"], metrics["uncalibrated"]["ece"]
+    (0.895, 0.042, 0.072)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, replace
+from typing import Any
+
+import numpy as np
+
+from calibrate import calibration_data, fit_calibration
+from utils import positive_probability, served_probabilities
+
+logger = logging.getLogger(__name__)
+
+EVAL_BATCH_SIZE = 32  # reviews per step when validating and testing: memory, not results
+
+
+def score(labels: Any, positive: Any) -> dict[str, Any]:
+    """The project's metric (`sentiment_metric.py`, an `evaluate` module) of P(label 1)."""
+    from sentiment_metric import SentimentMetric  # imports evaluate: 6-8 s, training only
+
+    return SentimentMetric(keep_in_memory=True).compute(predictions=positive, references=labels)
+
+
+def validation_metrics(prediction: Any) -> dict[str, float]:
+    """The Trainer's `compute_metrics`: `score` of an epoch's validation logits."""
+    metrics = score(prediction.label_ids, positive_probability(prediction.predictions))
+    # The Trainer logs scalars, so the matrix travels as its four cells.
+    (tn, fp), (fn, tp) = metrics.pop("confusion_matrix")
+    return metrics | {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+
+
+def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict, dict]:
+    """Metrics of `classifier` on a split, with its timing, calibration before and after, and
+    per review: text, label, P(label 1) raw and calibrated, predicted label id, unsure, length
+    in tokens and tokens read. Shows a progress bar."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    with tqdm(total=len(split), desc=desc, unit="review", dynamic_ncols=True) as bar:
+        logits, encoded = classifier.window_logits(split["text"], EVAL_BATCH_SIZE, bar.update)
+    seconds = time.perf_counter() - started
+    calibration = classifier.calibration
+    temperatures = calibration.temperatures(encoded["tokens"])
+    probs = served_probabilities(logits, encoded["review"], temperatures)
+    raw = served_probabilities(logits, encoded["review"], 1.0)
+    metrics = score(split["label"], probs[:, 1])
+    before = score(split["label"], raw[:, 1])
+    predicted = probs.argmax(axis=1)  # ties to label 0, as utils.top_label
+    unsure = probs.max(axis=1) < calibration.unsure_below
+    answered = ~unsure & (predicted == np.asarray(split["label"]))
+    metrics |= {
+        "uncalibrated": {key: before[key] for key in ("log_loss", "brier", "ece")},
+        "unsure_share": float(unsure.mean()),
+        "accuracy_answered": float(answered.sum() / max(1, (~unsure).sum())),
+    }
+    timing = {"seconds": round(seconds, 1), "reviews_per_second": round(len(split) / seconds, 1)}
+    rows = {
+        "text": split["text"],
+        "label": split["label"],
+        "positive": probs[:, 1],
+        "raw_positive": raw[:, 1],
+        "predicted": predicted.tolist(),
+        "unsure": unsure.tolist(),
+        "tokens": encoded["tokens"],
+        "read": encoded["read"],
+    }
+    return {"reviews": len(split)} | metrics | timing, rows
+
+
+def calibrated(classifier: Any, validation: Any, seed: int) -> tuple[Any, dict[str, Any]]:
+    """`classifier` with its calibration fitted on the validation reviews and a snippet of
+    each (`calibrate.py`), and a summary of the fit for metrics.json."""
+    calibration, fit = fit_calibration(classifier, *calibration_data(validation, seed))
+    logger.info(
+        "Calibrated on %d validation texts: temperature %.2f (%.2f for texts of at most %d "
+        "tokens), unsure below %.0f%% (%.0f%% of them)",
+        fit["texts"],
+        calibration.temperature,
+        calibration.short_temperature,
+        calibration.short_tokens,
+        100 * calibration.unsure_below,
+        100 * fit["unsure_share"],
+    )
+    return replace(classifier, calibration=calibration), asdict(calibration) | fit
