@@ -46,10 +46,6 @@ class TrainConfig:
         default=500,
         metadata={"help": "training-split reviews beside --subset that pick the best epoch"},
     )
-    snippets: int = field(
-        default=0,
-        metadata={"help": "short snippets (1-2 sentences) of each training review also trained on"},
-    )
     model: str = field(
         default="distilbert-base-uncased",
         metadata={"help": "base model: a Hugging Face Hub name or a local folder"},
@@ -117,10 +113,6 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{flag(name)} must be positive, got {value}.")
     if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
         raise UsageError("--subset and --test-subset count reviews: use 0 (all) or more.")
-    if config.snippets < 0:
-        raise UsageError(
-            f"--snippets counts snippets per review: use 0 or more, got {config.snippets}."
-        )
     if config.val_reviews < 2:
         raise UsageError(
             f"--val-reviews {config.val_reviews}: use 2 or more (a review of each label)."

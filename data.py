@@ -239,7 +239,8 @@ def snippets(texts: list[str], labels: list[int], per_review: int, seed: int) ->
     such sentence gives none.
 
     Reviews are labelled as a whole, so a snippet of a positive review may be a neutral plot
-    line or a complaint; the snippets teach the model short texts, the reviews their verdicts.
+    line or a complaint. Calibration fits its short-text temperature on them (`calibrate.py`);
+    training on them lowered accuracy on short reviews (benchmarks/README.md).
     """
     rng = np.random.default_rng([seed, 7])  # its own stream: the splits' draws stay as they are
     out: dict[str, list] = {"text": [], "label": []}
@@ -256,18 +257,3 @@ def snippets(texts: list[str], labels: list[int], per_review: int, seed: int) ->
             out["text"].append(spans[j])
             out["label"].append(label)
     return out
-
-
-def with_snippets(split: Any, per_review: int, seed: int) -> Any:
-    """`split` (a `datasets.Dataset`) followed by `snippets` of its reviews; as is for 0."""
-    from datasets import Dataset, concatenate_datasets
-
-    if not per_review:
-        return split
-    extra = Dataset.from_dict(snippets(split["text"], split["label"], per_review, seed))
-    return concatenate_datasets(
-        [
-            split.select_columns(["text", "label"]),
-            extra.cast(split.select_columns(["text", "label"]).features),
-        ]
-    )

@@ -31,7 +31,6 @@ from data import (
     load_data,
     load_short_sets,
     make_splits,
-    with_snippets,
 )
 from plots import truncated_share
 from probe import classifier_layer, probe_head
@@ -280,10 +279,7 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
         config.grad_accum,
         config.learning_rate,
     )
-    fit = {  # the test split stays out; the epoch is picked on whole reviews
-        "train": with_snippets(splits["train"], config.snippets, config.seed),
-        "validation": splits["validation"],
-    }
+    fit = {name: splits[name] for name in ("train", "validation")}  # the test split stays out
     return tokenizer, build_trainer(config, tokenizer, model, tokenize(fit, tokenizer, config))
 
 

@@ -51,7 +51,8 @@ def measure(model_dir: Path, sets: dict[str, Any]) -> dict[str, Any]:
     ]
     return {
         "model": model_dir.name,
-        "snippets": saved["config"]["snippets"],
+        # --snippets was measured, then removed: folders trained without it have no such key.
+        "snippets": saved["config"].get("snippets", 0),
         "train_seconds": saved["train"]["seconds"],
         "temperature": classifier.calibration.temperature,
         "unsure_below": classifier.calibration.unsure_below,

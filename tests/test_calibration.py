@@ -15,7 +15,6 @@ import checks
 import data
 import infer
 import main
-import train
 from sentiment_metric import SentimentMetric
 from utils import CALIBRATION_FILE
 
@@ -145,21 +144,6 @@ def test_snippets_are_one_or_two_sentences_of_their_review_with_its_label():
         source = texts[0] if label else texts[2]
         assert snippet in source and 4 <= len(snippet.split()) <= 40
     assert out == data.snippets(texts, [1, 0, 0], 2, seed=3)  # seeded
-
-
-def test_snippets_join_the_training_reviews_only(monkeypatch, tmp_path, base_model, data_dir):
-    seen = {}
-    tokenize = train.tokenize
-
-    def spy(splits, *args):
-        seen.update({name: len(split) for name, split in splits.items()})
-        return tokenize(splits, *args)
-
-    monkeypatch.setattr(train, "tokenize", spy)
-    args = train_args(base_model, data_dir, tmp_path / "model", "--snippets", "1", "--epochs", "1")
-    assert main.main(args) == 0
-    assert seen["validation"] == 12  # the epoch is still picked on whole reviews
-    assert 120 < seen["train"] <= 240  # each review and at most one snippet of it
 
 
 def test_short_sets_are_reported_beside_the_test_split(tmp_path, base_model, data_dir):
