@@ -368,7 +368,7 @@ def test_truncation_is_saved_for_infer(tmp_path, base_model):
     tokenizer.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())["truncation"]
     assert saved == {"train": "head", "inference": "head+tail", "head_fraction": 0.25}
-    classifier = infer.load(tmp_path)
+    classifier = infer.load(tmp_path, calibration=infer.Calibration())  # no calibration yet
     assert (classifier.truncation, classifier.head_fraction, classifier.max_length) == (
         "head+tail",
         0.25,
