@@ -2,7 +2,7 @@
 
     >>> from infer import load
     >>> load("model").predict(["A moving, beautifully acted film."])
-    [{'NEGATIVE': 0.013, 'POSITIVE': 0.987}]
+    [{'NEGATIVE': 0.100, 'POSITIVE': 0.900}]
     >>> load("model").classify(["A moving, beautifully acted film."])[0].read
     9
 
