@@ -7,7 +7,8 @@ threshold below which a review reads as mixed or unclear. Both go into calibrati
 
 Fitted on held-out training-split data, never the test split: the validation reviews and one
 snippet of each (`data.snippets`), since visitors type a line or two. Temperature scaling (Guo
-et al. 2017) divides every logit by one number, so it never changes which label wins.
+et al. 2017), one temperature for reviews and one for short texts, tempers each text's served
+probability (`utils.served_probabilities`), so it never changes which label wins.
 """
 
 from __future__ import annotations
@@ -84,9 +85,9 @@ def fit_calibration(
         "texts": len(texts),
         "short_texts": int(short.sum()),
         "target_accuracy": TARGET_ACCURACY,
-        "unsure_share": float((probs.max(axis=1) < threshold).mean()),
     }
-    return replace(tempered, unsure_below=threshold), fit
+    calibration = replace(tempered, unsure_below=threshold)
+    return calibration, fit | {"unsure_share": float(calibration.unsure(probs).mean())}
 
 
 def write_calibration(folder: Path, calibration: Calibration) -> None:

@@ -148,16 +148,17 @@ class Classifier:
         logits, encoded = self.window_logits(texts, batch_size, progress)
         temperatures = self.calibration.temperatures(encoded["tokens"])
         means = served_probabilities(logits, encoded["review"], temperatures)
+        unsure = self.calibration.unsure(means).tolist()
         return [
             Prediction(
                 dict(zip(self.labels, row, strict=True)),
                 tokens,
                 read,
-                unsure=max(row) < self.calibration.unsure_below,
+                unsure=flag,
                 warnings=tuple(text_warnings(text)),
             )
-            for text, row, tokens, read in zip(
-                texts, means.tolist(), encoded["tokens"], encoded["read"], strict=True
+            for text, row, flag, tokens, read in zip(
+                texts, means.tolist(), unsure, encoded["tokens"], encoded["read"], strict=True
             )
         ]
 

@@ -55,7 +55,7 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
     metrics = score(split["label"], probs[:, 1])
     before = score(split["label"], raw[:, 1])
     predicted = probs.argmax(axis=1)  # ties to label 0, as utils.top_label
-    unsure = probs.max(axis=1) < calibration.unsure_below
+    unsure = calibration.unsure(probs)
     answered = ~unsure & (predicted == np.asarray(split["label"]))
     metrics |= {
         "uncalibrated": {key: before[key] for key in ("log_loss", "brier", "ece")},

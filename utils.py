@@ -187,6 +187,10 @@ class Calibration:
     short_tokens: int = 64  # special tokens included; IMDB reviews are longer, a typed line not
     unsure_below: float = 0.5  # 0.5: never unsure
 
+    def unsure(self, probs: np.ndarray) -> np.ndarray:
+        """Whether each row of served probabilities (texts, labels) reads as mixed or unclear."""
+        return np.asarray(probs).max(axis=1) < self.unsure_below
+
     def temperatures(self, tokens: Sequence[int]) -> np.ndarray:
         """The temperature of each text, by its length in tokens."""
         short = np.asarray(tokens) <= self.short_tokens
