@@ -1,21 +1,36 @@
-"""Gradio web app: type a movie review, see how positive or negative it reads.
+"""Gradio web app and REST API: type a movie review, see how positive or negative it reads.
 
     python app.py                      # serves ./model on http://127.0.0.1:7860
     MODEL_DIR=path/to/model python app.py
 
-The module builds `demo` (no model is loaded until the first review), so Hugging Face Spaces
-and `gradio app.py` find it; `demo.launch()` runs only under `__main__`.
+One process serves the page at `/`, the REST API at `/api/v1/predict` and `/healthz`, and
+their OpenAPI docs at `/docs`. The module builds `demo` (the page; no model is loaded until
+the first review), so `gradio app.py` finds it; `python app.py` loads and warms the model, then
+serves the page and the API behind `guard.Guard` (body caps, closed routes).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from PIL import Image
+from pydantic import BaseModel, Field
 
 import infer
+from guard import MAX_UPLOAD, Guard
 from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING
+
+log = logging.getLogger("app")
 
 TITLE = "Movie review sentiment"
 DESCRIPTION = (
@@ -43,25 +58,41 @@ EXAMPLES = [
     "scene is a little too neat. Still, I left the cinema smiling and I have recommended it to "
     "everyone I know. 8/10.",
 ]
-MAX_QUEUE = 64  # waiting requests; past this, visitors are told the app is busy
+MAX_QUEUE = 64  # waiting requests, page and REST alike; past this, a fast "busy" answer
+MAX_TEXTS = 64  # reviews per REST request; more go in several requests
+# One forward pass at a time, page and REST alike: on 2 cores, two at once each run at half
+# speed and both visitors wait longer.
+_model_lock = threading.Lock()
 
 
-def classify(text: str, model_dir: Path) -> tuple[dict[str, float], str]:
+def classify(text: Any, model_dir: Path) -> tuple[dict[str, float], str]:
     """Label probabilities for one review (for `gr.Label`) and Markdown with the verdict in
-    words, any warning about the text, and how much of it the model read; a blank box gets a
-    friendly error."""
-    if not text or not text.strip():
+    words, any warning about the text, and how much of it the model read. A blank box, a
+    non-string or a text the model cannot read gets a friendly error."""
+    if not isinstance(text, str) or not text.strip():
         raise gr.Error(
             "Type or paste a movie review first.",
             title="Nothing to classify",
             print_exception=False,
         )
+    classifier = classifier_or_error(model_dir)
     try:
-        classifier = infer.get_classifier(model_dir)
-    except infer.ModelNotFoundError as error:
-        raise gr.Error(str(error), title="No model yet", print_exception=False) from error
-    (prediction,) = classifier.classify([text])
+        with _model_lock:
+            (prediction,) = classifier.classify([text])
+    except ValueError as error:
+        message = str(error).removeprefix("Review 0 ")
+        raise gr.Error(
+            f"The review {message}", title="Cannot read this", print_exception=False
+        ) from None
     return prediction.scores, details(prediction, classifier)
+
+
+def classifier_or_error(model_dir: Path) -> infer.Classifier:
+    """The loaded classifier, or a gr.Error saying why there is none and how to fix it."""
+    try:
+        return infer.get_classifier(model_dir)
+    except infer.ModelNotFoundError as error:
+        raise gr.Error(str(error), title="Model unavailable", print_exception=False) from error
 
 
 def verdict(prediction: infer.Prediction) -> str:
@@ -81,6 +112,12 @@ def details(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
 
 def coverage(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
     """How much of the review the model read, e.g. 'Read 256 of 612 tokens: ...'."""
+    if prediction.chars_read < prediction.chars:
+        return (
+            f"Read the first {prediction.chars_read:,} of {prediction.chars:,} characters "
+            f"({prediction.read} tokens): the model reads at most {prediction.chars_read:,} "
+            "characters of a review (IMDB's longest is 13,704), so the rest was skipped."
+        )
     if prediction.read < prediction.tokens:
         part = "opening and the ending" if classifier.truncation == "head+tail" else "opening"
         return (
@@ -96,11 +133,11 @@ def coverage(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
 
 
 def model_notice(model_dir: Path) -> str:
-    """Markdown telling the visitor the model is missing and how to train one; '' if present."""
+    """Markdown saying the model is missing or broken and how to fix it; '' if it loads."""
     try:
-        infer.check_model_dir(model_dir)
+        infer.get_classifier(model_dir)
     except infer.ModelNotFoundError as error:
-        return f"⚠️ **The app has no model to classify with.** {error}"
+        return f"⚠️ **The model is unavailable, so the app cannot classify.** {error}"
     return ""
 
 
@@ -127,9 +164,23 @@ def results_section(card: str) -> str:
     return "\n".join(line for line in section.splitlines() if not line.startswith("!["))
 
 
+class Page(gr.Blocks):
+    """gr.Blocks whose API answers a call with too few inputs (`"data": []`) with a message,
+    where Gradio 6 raises a ValueError and prints its traceback for every such request."""
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        if len(inputs) < len(block_fn.inputs):
+            raise gr.Error(
+                f"This call takes {len(block_fn.inputs)} input(s) (the review's text); "
+                f"it sent {len(inputs)}.",
+                title="Missing input",
+                print_exception=False,
+            )
+
+
 def build_demo(model_dir: Path) -> gr.Blocks:
     """The page: a review box, Submit and Clear, confidence bars, examples."""
-    with gr.Blocks(title=TITLE) as demo:
+    with Page(title=TITLE) as demo:
         gr.Markdown(f"# 🎬 {TITLE}\n{DESCRIPTION}")
         notice = gr.Markdown(model_notice(model_dir), elem_id="model-notice")
         with gr.Tab("Classify"):
@@ -155,8 +206,18 @@ def build_demo(model_dir: Path) -> gr.Blocks:
         def run(text: str) -> tuple[dict[str, float], str]:
             return classify(text, model_dir)
 
-        submit.click(run, inputs=review, outputs=[result, read], api_name="predict")
-        review.submit(run, inputs=review, outputs=[result, read], api_visibility="private")
+        # preprocess=False: the function sees what was sent (a number stays a number and is
+        # refused) instead of the textbox's str() of it.
+        submit.click(
+            run, inputs=review, outputs=[result, read], api_name="predict", preprocess=False
+        )
+        review.submit(
+            run,
+            inputs=review,
+            outputs=[result, read],
+            api_visibility="private",
+            preprocess=False,
+        )
         clear.add([review, result, read])
         # Re-checked on every page view, so a model trained after start-up is noticed.
         demo.load(
@@ -164,11 +225,106 @@ def build_demo(model_dir: Path) -> gr.Blocks:
             outputs=[notice, about, matrix],
             api_visibility="private",
         )
-    demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=1)
+    # api_open=False: the queue is the only way in (no direct POST to /gradio_api/run/...).
+    demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=1, api_open=False)
     return demo
+
+
+class PredictRequest(BaseModel):
+    """`POST /api/v1/predict`: one review, or a list of them."""
+
+    texts: str | list[str] = Field(
+        examples=[["A moving, beautifully acted film.", "Dull."]],
+        description=f"a review, or up to {MAX_TEXTS} reviews",
+    )
+
+
+class PredictResponse(BaseModel):
+    """One entry per review, in order: the label, both probabilities, the unsure flag, any
+    warning about the text, and how much of it was read."""
+
+    predictions: list[dict[str, Any]]
+
+
+def build_server(demo: gr.Blocks, model_dir: Path) -> FastAPI:
+    """The whole server: REST routes, the page mounted at `/`, all behind `guard.Guard`."""
+    api = FastAPI(title=TITLE, description="Classify movie reviews as positive or negative.")
+    api.add_middleware(Guard)
+    waiting = 0
+
+    @api.post("/api/v1/predict", response_model=PredictResponse)
+    async def predict(request: PredictRequest) -> PredictResponse:
+        """Label probabilities for each review, with the same model and calibration as the
+        page. 422: a review that cannot be read; 413: too big; 503: busy or no model."""
+        nonlocal waiting
+        texts = [request.texts] if isinstance(request.texts, str) else request.texts
+        if not 1 <= len(texts) <= MAX_TEXTS:
+            raise HTTPException(422, f"Send 1 to {MAX_TEXTS} reviews; got {len(texts)}.")
+        if waiting >= MAX_QUEUE:
+            raise HTTPException(503, "The server is busy: try again in a few seconds.")
+        waiting += 1
+        try:
+            classifier = await run_in_threadpool(_classifier_or_503, model_dir)
+            predictions = await run_in_threadpool(_locked_classify, classifier, texts)
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+        finally:
+            waiting -= 1
+        return PredictResponse(predictions=[p.as_dict() for p in predictions])
+
+    @api.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """200 once the model answers a real review; 503 with the reason when it cannot."""
+        try:
+            classifier = await run_in_threadpool(_classifier_or_503, model_dir)
+            await run_in_threadpool(_locked_classify, classifier, ["A fine film."])
+        except HTTPException as error:
+            return JSONResponse({"status": "unavailable", "detail": error.detail}, 503)
+        return JSONResponse({"status": "ok", "labels": list(classifier.labels)})
+
+    return gr.mount_gradio_app(
+        api,
+        demo,
+        path="/",
+        theme=gr.themes.Soft(),
+        show_error=False,  # an unexpected error's text stays in the log, not on the page
+        enable_monitoring=False,
+        max_file_size=MAX_UPLOAD,
+    )
+
+
+def _classifier_or_503(model_dir: Path) -> infer.Classifier:
+    try:
+        return infer.get_classifier(model_dir)
+    except infer.ModelNotFoundError as error:
+        raise HTTPException(503, str(error)) from None
+
+
+def _locked_classify(classifier: infer.Classifier, texts: list[str]) -> list[infer.Prediction]:
+    with _model_lock:
+        return classifier.classify(texts)
+
+
+def serve(model_dir: Path, host: str, port: int) -> None:
+    """Load and warm the model (the first visitor is not the slow one), then serve."""
+    start = time.perf_counter()
+    try:
+        _locked_classify(infer.get_classifier(model_dir), ["A warm-up review."])
+        log.info("Model %s/ ready in %.1f s", model_dir, time.perf_counter() - start)
+    except infer.ModelNotFoundError as error:
+        log.warning("Serving without a model: %s", error)
+    server = build_server(demo, model_dir)
+    print(f"Serving on http://{host}:{port} (REST API docs: http://{host}:{port}/docs)")
+    uvicorn.run(server, host=host, port=port, log_level="warning", access_log=False)
 
 
 demo = build_demo(infer.model_dir_from_env())
 
 if __name__ == "__main__":
-    demo.launch(theme=gr.themes.Soft())
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Hugging Face Spaces sets these to serve on 0.0.0.0:7860; locally, loopback only.
+    serve(
+        infer.model_dir_from_env(),
+        os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+    )

@@ -16,13 +16,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import pooling
@@ -30,10 +31,12 @@ from checks import text_warnings
 from utils import (
     CALIBRATION_FILE,
     HEAD_FRACTION,
+    MAX_CHARS,
     STRATEGIES,
     Calibration,
     check_strategy,
     encode,
+    has_words,
     served_probabilities,
     top_label,
 )
@@ -42,6 +45,9 @@ DEFAULT_MODEL_DIR = "model"
 TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
 # Files a published model folder must hold; a folder without them is missing or half-copied.
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+# Longest text accepted, in characters (about 100 KB of English; 7x IMDB's longest review).
+# Past `utils.MAX_CHARS` a text is read only in part, and every answer says so.
+MAX_REVIEW_CHARS = 100_000
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -80,6 +86,12 @@ class Prediction:
     read: int  # tokens the model saw; less than `tokens` when a long review was cut
     unsure: bool = False
     warnings: tuple[str, ...] = ()  # `checks.text_warnings`: what is unusual about the text
+    chars: int = 0  # the text's length as given; past `utils.MAX_CHARS` the rest is not read
+
+    @property
+    def chars_read(self) -> int:
+        """Characters the tokens counted in `tokens` come from: at most `utils.MAX_CHARS`."""
+        return min(self.chars, MAX_CHARS)
 
     @property
     def label(self) -> str:
@@ -95,6 +107,8 @@ class Prediction:
             "warnings": list(self.warnings),
             "tokens": self.tokens,
             "read": self.read,
+            "chars": self.chars,
+            "chars_read": self.chars_read,
         }
 
 
@@ -121,7 +135,7 @@ class Classifier:
         """Tokens read per window, saved with the tokenizer at training time."""
         return int(self.tokenizer.model_max_length)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 16) -> list[dict[str, float]]:
+    def predict(self, texts: str | Sequence[str], batch_size: int = 16) -> list[dict[str, float]]:
         """Probabilities of every label, keyed by name, for each text; each dict sums to 1.
 
         >>> classifier.predict(["Dull.", "Wonderful!"])  # doctest: +SKIP
@@ -131,11 +145,13 @@ class Classifier:
 
     def classify(
         self,
-        texts: Sequence[str],
+        texts: str | Sequence[str],
         batch_size: int = 16,
         progress: Callable[[int], object] | None = None,
     ) -> list[Prediction]:
-        """A Prediction (probabilities, tokens read of the review's total) for each text.
+        """A Prediction (probabilities, tokens read of the review's total) for each text; one
+        review may be given as a string. Anything else, or a text with no words or longer than
+        `MAX_REVIEW_CHARS`, raises TypeError or ValueError naming the review and the fix.
 
         With `sliding`, a review's probabilities are the mean over its windows. `progress`, if
         given, is called as each batch ends with how many more reviews are done (a progress
@@ -145,6 +161,7 @@ class Classifier:
         >>> p.label, p.read, p.tokens
         ('NEGATIVE', 4, 4)
         """
+        texts = check_texts(texts)
         logits, encoded = self.window_logits(texts, batch_size, progress)
         temperatures = self.calibration.temperatures(encoded["tokens"])
         means = served_probabilities(logits, encoded["review"], temperatures)
@@ -156,9 +173,16 @@ class Classifier:
                 read,
                 unsure=flag,
                 warnings=tuple(text_warnings(text)),
+                chars=chars,
             )
-            for text, row, flag, tokens, read in zip(
-                texts, means.tolist(), unsure, encoded["tokens"], encoded["read"], strict=True
+            for text, row, flag, tokens, read, chars in zip(
+                texts,
+                means.tolist(),
+                unsure,
+                encoded["tokens"],
+                encoded["read"],
+                encoded["chars"],
+                strict=True,
             )
         ]
 
@@ -170,7 +194,7 @@ class Classifier:
     ) -> tuple[np.ndarray, dict[str, list]]:
         """Raw logits (windows, labels) as float64, before calibration, and `utils.encode`'s
         output: `encoded["review"][i]` is the text window i belongs to."""
-        _check_texts(texts)
+        texts = check_texts(texts)
         encoded = encode(self.tokenizer, texts, self.truncation, self.head_fraction)
         ids = encoded["input_ids"]
         # Longest first, so each batch pads to similar lengths; results go back by window.
@@ -213,14 +237,36 @@ def read_calibration(folder: Path) -> Calibration:
     return calibration
 
 
-def _check_texts(texts: Sequence[str]) -> None:
+def check_texts(texts: str | Sequence[str]) -> list[str]:
+    """`texts` as a list of reviews, or TypeError / ValueError saying which review is wrong and
+    what to do: one string or a list of strings, each with words, at most MAX_REVIEW_CHARS long.
+
+    >>> check_texts("Loved it!")
+    ['Loved it!']
+    """
     if isinstance(texts, str):
-        raise TypeError("predict() takes a list of reviews; wrap one review in a list: [text].")
+        texts = [texts]
+    if isinstance(texts, Mapping | bytes) or not isinstance(texts, Iterable):
+        raise TypeError(
+            f"Give a review as a string, or a list of strings; got {type(texts).__name__}."
+        )
+    texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"Review {i} is a {type(text).__name__}, not a string.")
+            raise TypeError(f"Review {i} is a {type(text).__name__}: give its text as a string.")
         if not text.strip():
             raise ValueError(f"Review {i} is empty: give the text of a movie review.")
+        if len(text) > MAX_REVIEW_CHARS:
+            raise ValueError(
+                f"Review {i} is {len(text):,} characters long, over the limit of "
+                f"{MAX_REVIEW_CHARS:,}: paste the review alone, or split it into parts."
+            )
+        if not has_words(text):
+            raise ValueError(
+                f"Review {i} has no words to read (only symbols, digits, emoji or invisible "
+                "characters): write a sentence or two about the film."
+            )
+    return texts
 
 
 def load(
@@ -247,16 +293,27 @@ def load(
         inode = path.stat().st_ino
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, local_files_only=True, use_safetensors=True
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, local_files_only=True, use_safetensors=True, output_loading_info=True
             )
             saved_calibration = calibration or read_calibration(path)
         except ModelNotFoundError:
             raise
-        except (OSError, ValueError) as error:
+        # What a truncated, half-copied or foreign folder raises: unreadable JSON or weights
+        # (SafetensorError), shapes that do not match the config (RuntimeError), odd values.
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as error:
             raise ModelNotFoundError(
-                f"Could not load the model in '{path}/' ({error}): {TRAIN_HINT}."
+                f"Could not load the model in '{path}/' ({_first_line(error)}): {TRAIN_HINT}."
             ) from error
+        # Weights that do not fit the config load "successfully" with random layers in place.
+        mismatched = {key if isinstance(key, str) else key[0] for key in info["mismatched_keys"]}
+        unfitted = set(info["missing_keys"]) | mismatched
+        if unfitted:
+            raise ModelNotFoundError(
+                f"The weights in '{path}/' do not match its config.json ({len(unfitted)} "
+                f"tensors missing or of another shape, e.g. {sorted(unfitted)[0]}): the files "
+                f"come from different models. {TRAIN_HINT[0].upper()}{TRAIN_HINT[1:]}."
+            )
         if path.stat().st_ino == inode:
             break
     model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
@@ -276,6 +333,11 @@ def load(
         head_fraction=saved["head_fraction"],
         calibration=saved_calibration,
     )
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, without the long tails some loaders print."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 _loaded: dict[Path, Classifier] = {}
@@ -338,6 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         for p in predictions:
             cut = f" (read {p.read} of {p.tokens} tokens)" if p.read < p.tokens else ""
+            if p.chars_read < p.chars:
+                cut += f" (read the first {p.chars_read:,} of {p.chars:,} characters)"
             unsure = " (mixed or unclear)" if p.unsure else ""
             print(f"{p.label} {p.scores[p.label]:.1%}{unsure}{cut}")
             for warning in p.warnings:

@@ -26,6 +26,17 @@ RESULTS_HEADING = "## Results"  # the card's section the app's About tab shows
 CONFUSION_PLOT = "confusion_matrix.png"
 CALIBRATION_FILE = "calibration.json"  # the temperature and unsure threshold infer applies
 
+# Characters a reader cannot see, dropped before tokenizing: controls (Unicode Cc) but tab and
+# newline, format characters (Cf: zero-width spaces and joiners, byte-order marks, bidi
+# controls, soft hyphens) and lone UTF-16 surrogates, which JSON can carry ("\\ud800") but
+# no tokenizer reads. To a tokenizer they are [UNK] or noise; a text of nothing else is empty.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u180e"
+    "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\ud800-\udfff\U000e0001\U000e0020-\U000e007f]"
+)
+# A letter of any script (Latin, Cyrillic, Han, ...): a text with none has no words to read.
+_LETTER = re.compile(r"[^\W\d_]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
@@ -41,13 +52,23 @@ def looks_like_path(name: str) -> bool:
 
 
 def clean_text(text: str) -> str:
-    """Return the review as a reader sees it: IMDB's `<br />` tags and entities gone, spaces single.
+    """Return the review as a reader sees it: IMDB's `<br />` tags and entities gone, invisible
+    characters dropped, spaces single; at most its first `MAX_CHARS` characters.
 
-    >>> clean_text("Great film.<br /><br />Loved it &amp; more")
+    >>> clean_text("Great film.<br /><br />Loved it &amp; more\u200b")
     'Great film. Loved it & more'
     """
     text = _BREAK.sub(" ", text[:MAX_CHARS])
-    return _SPACE.sub(" ", html.unescape(text)).strip()
+    return _SPACE.sub(" ", _INVISIBLE.sub("", html.unescape(text))).strip()
+
+
+def has_words(text: str) -> bool:
+    """Whether `text` holds a letter of any script, so there is something to read.
+
+    >>> has_words("Loved it 😍"), has_words("😍 10/10 !!!"), has_words("\u200b")
+    (True, False, False)
+    """
+    return _LETTER.search(clean_text(text)) is not None
 
 
 def split_sentences(text: str) -> list[str]:
@@ -124,17 +145,22 @@ def encode(
     """Clean and tokenize `texts`, each cut to the tokenizer's `model_max_length` by `strategy`.
 
     Returns unpadded `input_ids` and `attention_mask` per window, `review` (the text each window
-    comes from), and per text `tokens` (its length, special tokens included) and `read` (how
-    many of those the windows cover). Only `sliding` gives a text more than one window.
+    comes from), and per text `tokens` (its length, special tokens included), `read` (how
+    many of those the windows cover) and `chars` (its length in characters as given: past
+    `MAX_CHARS`, the rest is not tokenized). Only `sliding` gives a text more than one window.
 
     >>> encode(tokenizer, ["A fine film."])  # doctest: +SKIP
     {'input_ids': [[101, 1037, 2986, 2143, 1012, 102]], 'attention_mask': [[1, 1, 1, 1, 1, 1]],
-     'review': [0], 'tokens': [6], 'read': [6]}
+     'review': [0], 'tokens': [6], 'read': [6], 'chars': [12]}
     """
+    chars = [len(t) for t in texts]
     texts = [clean_text(t) for t in texts]
-    encoded = tokenizer(texts, return_special_tokens_mask=True, verbose=False)
+    # "[CLS]" or "[SEP]" typed in a review is text, not a marker the model reads as structure.
+    encoded = tokenizer(
+        texts, return_special_tokens_mask=True, split_special_tokens=True, verbose=False
+    )
     out: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "review")}
-    out |= {"tokens": [], "read": []}
+    out |= {"tokens": [], "read": [], "chars": chars}
     for index, (ids, special) in enumerate(
         zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True)
     ):
