@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 import pooling
 from checks import text_warnings
+from onnx_backend import OnnxLoadError, OnnxModel, fresh_onnx
 from utils import (
     CALIBRATION_FILE,
     HEAD_FRACTION,
@@ -42,9 +44,13 @@ from utils import (
 )
 
 DEFAULT_MODEL_DIR = "model"
+# `auto`: the folder's INT8 ONNX model when it is there and fresh (3 to 4 times PyTorch's
+# speed on 2 cores, benchmarks/inference.py), else PyTorch; `onnx` or `torch` insist.
+BACKENDS = ("auto", "onnx", "torch")
 TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
 # Files a published model folder must hold; a folder without them is missing or half-copied.
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+log = logging.getLogger(__name__)
 # Longest text accepted, in characters (about 100 KB of English; 7x IMDB's longest review).
 # Past `utils.MAX_CHARS` a text is read only in part, and every answer says so.
 MAX_REVIEW_CHARS = 100_000
@@ -116,6 +122,8 @@ class Prediction:
 class Classifier:
     """A loaded model and its tokenizer; `labels[i]` names class id i (from the model config).
 
+    `model` is a PyTorch module, or an `onnx_backend.OnnxModel` (see `backend`).
+
     `truncation` says how a review longer than `max_length` is read (see `utils.STRATEGIES`):
     `load` takes it from the model folder, where training saved it.
     """
@@ -129,6 +137,11 @@ class Classifier:
 
     def __post_init__(self) -> None:
         check_strategy(self.truncation, self.head_fraction)
+
+    @property
+    def backend(self) -> str:
+        """What runs the model: `onnx` (INT8, ONNX Runtime) or `torch`."""
+        return "onnx" if isinstance(self.model, OnnxModel) else "torch"
 
     @property
     def max_length(self) -> int:
@@ -197,22 +210,41 @@ class Classifier:
         texts = check_texts(texts)
         encoded = encode(self.tokenizer, texts, self.truncation, self.head_fraction)
         ids = encoded["input_ids"]
+        if self.backend == "onnx":
+            # INT8 ONNX quantizes a call's activations with one scale for the whole batch, so
+            # a review's answer would depend on its batch mates (by up to 0.11 in probability,
+            # benchmarks/README.md). One window per call keeps it the same alone or in a
+            # file, at the same speed on 2 cores (79 reviews/s, against 82 in batches of 8).
+            batch_size = 1
         # Longest first, so each batch pads to similar lengths; results go back by window.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         logits = np.zeros((len(ids), len(self.labels)))
+        pad = self.tokenizer.pad_token_id or 0
         reported = 0
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = self.tokenizer.pad(
-                {"input_ids": [ids[i] for i in chunk]}, return_tensors="pt"
-            ).to(self.model.device)
-            with torch.inference_mode():
-                logits[chunk] = self.model(**batch).logits.double().cpu().numpy()
+            input_ids = np.full((len(chunk), len(ids[chunk[0]])), pad, dtype=np.int64)
+            mask = np.zeros_like(input_ids)
+            for row, i in enumerate(chunk):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            logits[chunk] = self._logits(input_ids, mask)
             if progress is not None:
                 done = (start + len(chunk)) * len(texts) // len(ids)
                 progress(done - reported)
                 reported = done
         return logits, encoded
+
+    def _logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if isinstance(self.model, OnnxModel):
+            return self.model.logits(input_ids, attention_mask)
+        device = self.model.device
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.from_numpy(input_ids).to(device),
+                attention_mask=torch.from_numpy(attention_mask).to(device),
+            )
+        return out.logits.double().cpu().numpy()
 
 
 def read_calibration(folder: Path) -> Calibration:
@@ -273,18 +305,21 @@ def load(
     model_dir: str | Path = DEFAULT_MODEL_DIR,
     truncation: str | None = None,
     calibration: Calibration | None = None,
+    backend: str = "auto",
 ) -> Classifier:
     """Load a model folder written by `python main.py` (safetensors only, never the Hub).
 
     Long reviews are read as the folder says (`truncation` in its config.json, saved by
     training), and probabilities calibrated as its calibration.json says; pass `truncation` or
-    `calibration` to override them.
+    `calibration` to override them. `backend` picks what runs the model (see `BACKENDS`).
 
     >>> load("model").labels
     ('NEGATIVE', 'POSITIVE')
     """
     if truncation is not None:
         check_strategy(truncation)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend takes {', '.join(BACKENDS)}, got {backend!r}.")
     path = check_model_dir(model_dir)
     pooling.register()  # folders trained with --pooling mean (the default) load without remote code
     # Training swaps a new folder in with one rename; if that happens while we read, the files
@@ -293,10 +328,9 @@ def load(
         inode = path.stat().st_ino
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                path, local_files_only=True, use_safetensors=True, output_loading_info=True
-            )
+            config = AutoConfig.from_pretrained(path, local_files_only=True)
             saved_calibration = calibration or read_calibration(path)
+            model = _onnx_model(path, backend) or _torch_model(path)
         except ModelNotFoundError:
             raise
         # What a truncated, half-copied or foreign folder raises: unreadable JSON or weights
@@ -305,20 +339,10 @@ def load(
             raise ModelNotFoundError(
                 f"Could not load the model in '{path}/' ({_first_line(error)}): {TRAIN_HINT}."
             ) from error
-        # Weights that do not fit the config load "successfully" with random layers in place.
-        mismatched = {key if isinstance(key, str) else key[0] for key in info["mismatched_keys"]}
-        unfitted = set(info["missing_keys"]) | mismatched
-        if unfitted:
-            raise ModelNotFoundError(
-                f"The weights in '{path}/' do not match its config.json ({len(unfitted)} "
-                f"tensors missing or of another shape, e.g. {sorted(unfitted)[0]}): the files "
-                f"come from different models. {TRAIN_HINT[0].upper()}{TRAIN_HINT[1:]}."
-            )
         if path.stat().st_ino == inode:
             break
-    model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
-    labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
-    saved = getattr(model.config, "truncation", None)
+    labels = tuple(config.id2label[i] for i in range(config.num_labels))
+    saved = getattr(config, "truncation", None)
     if not isinstance(saved, dict) or not {"inference", "head_fraction"} <= set(saved):
         raise ModelNotFoundError(
             f"The model in '{path}/' does not say how to read long reviews (no `truncation` "
@@ -333,6 +357,39 @@ def load(
         head_fraction=saved["head_fraction"],
         calibration=saved_calibration,
     )
+
+
+def _onnx_model(path: Path, backend: str) -> OnnxModel | None:
+    """The folder's fresh INT8 ONNX model; None (and a log line) to fall back to PyTorch."""
+    if backend == "torch":
+        return None
+    onnx_file, why = fresh_onnx(path)
+    if onnx_file is not None:
+        try:
+            return OnnxModel(onnx_file)
+        except OnnxLoadError as error:
+            why = f"{onnx_file.name} does not load ({_first_line(error)})"
+    if backend == "onnx":
+        raise ModelNotFoundError(f"No usable ONNX model in '{path}/': {why}.")
+    log.warning("Serving '%s/' with PyTorch: %s.", path, why)
+    return None
+
+
+def _torch_model(path: Path) -> Any:
+    """The PyTorch model in `path`, in eval mode on the GPU if there is one."""
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        path, local_files_only=True, use_safetensors=True, output_loading_info=True
+    )
+    # Weights that do not fit the config load "successfully" with random layers in place.
+    mismatched = {key if isinstance(key, str) else key[0] for key in info["mismatched_keys"]}
+    unfitted = set(info["missing_keys"]) | mismatched
+    if unfitted:
+        raise ModelNotFoundError(
+            f"The weights in '{path}/' do not match its config.json ({len(unfitted)} "
+            f"tensors missing or of another shape, e.g. {sorted(unfitted)[0]}): the files "
+            f"come from different models. {TRAIN_HINT[0].upper()}{TRAIN_HINT[1:]}."
+        )
+    return model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _first_line(error: BaseException) -> str:
@@ -380,6 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how to read reviews longer than the model's token budget "
         "(default: as saved with the model)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="what runs the model: auto (INT8 ONNX if the folder has it, else PyTorch), "
+        "onnx or torch (default: auto)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list of predictions")
     args = parser.parse_args(argv)
 
@@ -387,8 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not texts:
         parser.error("no reviews given: pass TEXT arguments or pipe one review per line")
     try:
-        if args.truncation:
-            classifier = load(args.model_dir or model_dir_from_env(), args.truncation)
+        if args.truncation or args.backend != "auto":
+            model_dir = args.model_dir or model_dir_from_env()
+            classifier = load(model_dir, args.truncation, backend=args.backend)
         else:
             classifier = get_classifier(args.model_dir)
         predictions = classifier.classify(texts)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config import LABELS
+from onnx_backend import export
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
 
@@ -36,6 +37,7 @@ def publish(write: Callable[[Path], None], output_dir: Path) -> None:
     )
     try:
         write(staging)
+        export(staging)  # the INT8 ONNX model infer serves by default, made from these weights
         verify(staging)
         _finish(staging)
         _swap(staging, output_dir)
@@ -44,18 +46,22 @@ def publish(write: Callable[[Path], None], output_dir: Path) -> None:
 
 
 def verify(folder: Path) -> None:
-    """Raise unless `folder` holds safetensors weights that load as the app does, and predict."""
+    """Raise unless `folder` holds safetensors weights and an ONNX model that load as the app
+    loads them, and predict."""
     from infer import load
 
     pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
     if pickles:
         raise RuntimeError(f"Refusing to publish pickle files: {', '.join(pickles)}.")
-    classifier = load(folder)
-    if classifier.labels != LABELS:
-        raise RuntimeError(f"The saved model names its labels {classifier.labels}, not {LABELS}.")
-    (scores,) = classifier.predict(["A check that the saved model predicts."])
-    if not math.isclose(sum(scores.values()), 1.0, abs_tol=1e-4):
-        raise RuntimeError(f"The saved model's probabilities do not sum to 1: {scores}.")
+    for backend in ("torch", "onnx"):
+        classifier = load(folder, backend=backend)
+        if classifier.labels != LABELS:
+            raise RuntimeError(
+                f"The saved model names its labels {classifier.labels}, not {LABELS}."
+            )
+        (scores,) = classifier.predict(["A check that the saved model predicts."])
+        if not math.isclose(sum(scores.values()), 1.0, abs_tol=1e-4):
+            raise RuntimeError(f"The saved model's probabilities do not sum to 1: {scores}.")
 
 
 def _remove_abandoned(output_dir: Path) -> None:

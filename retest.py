@@ -33,7 +33,7 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
     try:
         check_model_dir(model_dir)
         # Long reviews read as saved with the model; the calibration fitted again below.
-        classifier = load(model_dir, calibration=Calibration())
+        classifier = load(model_dir, calibration=Calibration(), backend="torch")
     except ModelNotFoundError as error:
         raise UsageError(str(error)) from error
     if not (model_dir / "metrics.json").is_file():

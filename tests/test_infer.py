@@ -14,7 +14,9 @@ from utils import MAX_CHARS, encode, top_label
 
 @pytest.fixture(scope="module")
 def classifier(model_dir):
-    return infer.load(model_dir)
+    # PyTorch, so tests can check answers against the model itself (tests/test_onnx_backend.py
+    # holds ONNX to PyTorch's answers).
+    return infer.load(model_dir, backend="torch")
 
 
 def test_predict_one_review(classifier):
@@ -85,7 +87,7 @@ def test_the_saved_truncation_is_the_one_applied(classifier, model_dir):
 
 
 def test_head_tail_reads_the_opening_and_the_verdict(model_dir):
-    classifier = infer.load(model_dir, truncation="head+tail")
+    classifier = infer.load(model_dir, truncation="head+tail", backend="torch")
     assert (classifier.truncation, classifier.head_fraction) == ("head+tail", 0.25)
     ids = encode(classifier.tokenizer, [TWIST], "head+tail", 0.25)["input_ids"]
     (prediction,) = classifier.classify([TWIST])

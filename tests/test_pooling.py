@@ -66,7 +66,7 @@ def test_the_default_run_publishes_a_mean_pooling_folder(model_dir):
     assert (model_dir / "pooling.py").read_text() == (
         Path(train.__file__).parent / "pooling.py"
     ).read_text()
-    assert isinstance(infer.load(model_dir).model, MeanPoolingClassifier)
+    assert isinstance(infer.load(model_dir, backend="torch").model, MeanPoolingClassifier)
     assert (
         'model="path/to/this/folder", trust_remote_code=True)'
         in (model_dir / CARD_FILE).read_text()

@@ -1,0 +1,201 @@
+"""How fast each serving path reads reviews on this CPU, against `transformers.pipeline`.
+
+    python benchmarks/inference.py --model-dir model --data ../shared/data/imdb
+
+One published model folder, the same balanced IMDB test reviews (default 1,000, drawn as
+`accuracy.py` draws its fixed sample), the same 256-token reading. Each path runs in its own
+process (so peak memory is its own) with every core this process may use:
+
+- `pipeline`: `transformers.pipeline("text-classification", batch_size=32, truncation=True)`,
+  the baseline every ratio is against;
+- ours at the same reading (`head`): PyTorch fp32, PyTorch dynamic INT8 (Linear layers),
+  ONNX Runtime fp32 (fused), ONNX Runtime INT8 (fused: what `infer` serves by default);
+- ours at the default reading (`sliding`, the whole review): PyTorch fp32 and ONNX INT8.
+
+For each: reviews/s over the whole list, p50 and p95 latency of one review of about 20 and
+about 400 words (30 calls each, after 3 to warm up), peak resident memory, accuracy, and
+agreement of labels with PyTorch fp32 at the same reading. Prints a markdown table and writes
+it, with the raw figures, to benchmarks/results/inference.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+PATHS = {  # name: (reading, what runs the model)
+    "pipeline": ("head", "pipeline"),
+    "torch fp32": ("head", "torch"),
+    "torch int8 (dynamic)": ("head", "torch-int8"),
+    "onnx fp32 (fused)": ("head", "onnx-fp32"),
+    "onnx int8 (fused, served)": ("head", "onnx"),
+    "sliding: torch fp32": ("sliding", "torch"),
+    "sliding: onnx int8 (served)": ("sliding", "onnx"),
+}
+REPEATS, WARMUP = 30, 3
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def reviews(data_dir: str, n: int) -> tuple[list[str], list[int]]:
+    from accuracy import fixed_test_sample
+
+    import data
+
+    sample = fixed_test_sample(data.load_data(data_dir), n)
+    return list(sample["text"]), list(sample["label"])
+
+
+def single(texts: list[str], words: int) -> str:
+    """The review whose word count is nearest `words`."""
+    return min(texts, key=lambda text: abs(len(text.split()) - words))
+
+
+def classifier_for(model_dir: Path, reading: str, runner: str, scratch: Path) -> Any:
+    """The library's classifier with the model `runner` names swapped in."""
+    import torch
+
+    import infer
+    import onnx_backend
+
+    if runner == "onnx":
+        return infer.load(model_dir, truncation=reading, backend="onnx")
+    classifier = infer.load(model_dir, truncation=reading, backend="torch")
+    if runner == "torch-int8":
+        model = torch.ao.quantization.quantize_dynamic(
+            classifier.model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+        return dataclasses.replace(classifier, model=model)
+    if runner == "onnx-fp32":
+        model = classifier.model
+        model.set_attn_implementation("eager")
+        onnx_backend.export_onnx(model, scratch / "plain.onnx")
+        onnx_backend.fuse(scratch / "plain.onnx", scratch / "fused.onnx", model)
+        return dataclasses.replace(classifier, model=onnx_backend.OnnxModel(scratch / "fused.onnx"))
+    return classifier
+
+
+def measure(model_dir: Path, name: str, data_dir: str, n: int) -> dict[str, Any]:
+    """One path's figures; runs in a child process of its own."""
+    texts, _ = reviews(data_dir, n)
+    reading, runner = PATHS[name]
+    with tempfile.TemporaryDirectory() as scratch:
+        if runner == "pipeline":
+            from transformers import pipeline
+
+            import infer
+
+            plain = infer.load(model_dir, backend="torch")
+            pipe = pipeline("text-classification", model=plain.model, tokenizer=plain.tokenizer)
+            label_of = {label: i for i, label in enumerate(plain.labels)}
+
+            def run(batch: list[str]) -> list[int]:
+                out = pipe(batch, batch_size=32, truncation=True)
+                return [label_of[row["label"]] for row in out]
+        else:
+            classifier = classifier_for(model_dir, reading, runner, Path(scratch))
+
+            def run(batch: list[str]) -> list[int]:
+                return [classifier.labels.index(p.label) for p in classifier.classify(batch)]
+
+        run(texts[:8])  # warm up
+        started = time.perf_counter()
+        labels = run(texts)
+        seconds = time.perf_counter() - started
+        latency = {}
+        for words in (20, 400):
+            text = single(texts, words)
+            for _ in range(WARMUP):
+                run([text])
+            times = []
+            for _ in range(REPEATS):
+                start = time.perf_counter()
+                run([text])
+                times.append(time.perf_counter() - start)
+            latency[words] = {
+                "words": len(text.split()),
+                "p50_ms": 1000 * float(np.percentile(times, 50)),
+                "p95_ms": 1000 * float(np.percentile(times, 95)),
+            }
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {
+        "path": name,
+        "reading": reading,
+        "reviews_per_s": len(texts) / seconds,
+        "latency": latency,
+        "peak_mb": peak,
+        "labels": labels,
+    }
+
+
+def table(rows: list[dict[str, Any]], gold: list[int]) -> str:
+    base = next(r for r in rows if r["path"] == "pipeline")
+    fp32 = {r["reading"]: r["labels"] for r in rows if r["path"].endswith("torch fp32")}
+    lines = [
+        "| path | reading | reviews/s | vs pipeline | p50 / p95, ~20 words | vs pipeline "
+        "| p50 / p95, ~400 words | vs pipeline | peak MB | accuracy | agrees with fp32 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        short, long = r["latency"]["20"], r["latency"]["400"]
+        base_short, base_long = base["latency"]["20"], base["latency"]["400"]
+        accuracy = np.mean(np.asarray(r["labels"]) == np.asarray(gold))
+        agree = np.mean(np.asarray(r["labels"]) == np.asarray(fp32[r["reading"]]))
+        lines.append(
+            f"| {r['path']} | {r['reading']} | {r['reviews_per_s']:.1f} "
+            f"| {r['reviews_per_s'] / base['reviews_per_s']:.2f}x "
+            f"| {short['p50_ms']:.1f} / {short['p95_ms']:.1f} ms "
+            f"| {short['p50_ms'] / base_short['p50_ms']:.2f}x "
+            f"| {long['p50_ms']:.1f} / {long['p95_ms']:.1f} ms "
+            f"| {long['p50_ms'] / base_long['p50_ms']:.2f}x "
+            f"| {r['peak_mb']:.0f} | {accuracy:.2%} | {agree:.2%} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=Path("model"))
+    parser.add_argument("--data", default="stanfordnlp/imdb")
+    parser.add_argument("--reviews", type=int, default=1000)
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.model_dir, args.child, args.data, args.reviews)))
+        return 0
+    rows = []
+    for name in args.paths:
+        command = [sys.executable, __file__, "--child", name, "--model-dir", str(args.model_dir)]
+        command += ["--data", args.data, "--reviews", str(args.reviews)]
+        out = subprocess.run(command, capture_output=True, text=True, check=False)
+        if out.returncode:
+            print(out.stderr[-3000:], file=sys.stderr)
+            return 1
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"{name}: {rows[-1]['reviews_per_s']:.1f} reviews/s", file=sys.stderr)
+    rows = json.loads(json.dumps(rows))  # latency keys as strings, as saved
+    _, gold = reviews(args.data, args.reviews)
+    markdown = table(rows, gold)
+    print(markdown)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "inference.md").write_text(markdown + "\n")
+    (RESULTS / "inference.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

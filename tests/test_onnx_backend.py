@@ -1,0 +1,84 @@
+"""The INT8 ONNX backend: made at publish time, served when fresh, PyTorch otherwise."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pytest
+from conftest import make_frame
+
+import infer
+import onnx_backend
+
+# A fixed set: the tiny model's own kind of review, both labels, short and long.
+REVIEWS = [*make_frame(20, seed=7)["text"], "great", "awful dull", "the film"]
+# INT8 weights move each calibrated probability by at most this much on REVIEWS (measured
+# with the tiny model: 0.042 at most, 0.001 on average; the real model's figures are in
+# benchmarks/inference.py).
+TOLERANCE = 0.05
+
+
+@pytest.fixture
+def folder(tmp_path, model_dir):
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    return copy
+
+
+def test_training_publishes_an_onnx_model_that_infer_serves(model_dir):
+    assert (model_dir / onnx_backend.ONNX_FILE).is_file()
+    assert infer.load(model_dir).backend == "onnx"
+    assert infer.load(model_dir, backend="torch").backend == "torch"
+
+
+def test_onnx_probabilities_stay_close_to_pytorch(model_dir):
+    fast = infer.load(model_dir).classify(REVIEWS)
+    plain = infer.load(model_dir, backend="torch").classify(REVIEWS)
+    pairs = zip(fast, plain, strict=True)
+    gaps = [abs(f.scores["POSITIVE"] - p.scores["POSITIVE"]) for f, p in pairs]
+    assert max(gaps) <= TOLERANCE
+    assert [f.label for f in fast] == [p.label for p in plain]
+
+
+@pytest.mark.parametrize("change", ["config edited", "weights replaced"])
+def test_a_stale_onnx_model_falls_back_to_pytorch_with_a_log_line(folder, caplog, change):
+    if change == "config edited":
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | {"note": "edited"}))
+    else:  # one weight nudged in its last bit, as retraining into the folder would change all
+        weights = bytearray((folder / "model.safetensors").read_bytes())
+        weights[-1] ^= 1
+        (folder / "model.safetensors").write_bytes(weights)
+    with caplog.at_level(logging.WARNING, logger="infer"):
+        assert infer.load(folder).backend == "torch"
+    assert "is stale" in caplog.text and "python onnx_backend.py" in caplog.text
+    with pytest.raises(infer.ModelNotFoundError, match="is stale"):
+        infer.load(folder, backend="onnx")
+
+
+def test_a_missing_or_broken_onnx_model_falls_back_to_pytorch(folder, caplog):
+    onnx_file = folder / onnx_backend.ONNX_FILE
+    onnx_file.write_bytes(onnx_file.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING, logger="infer"):
+        classifier = infer.load(folder)
+    assert classifier.backend == "torch" and "does not load" in caplog.text
+    assert classifier.predict(["great"])[0]["POSITIVE"] > 0
+    onnx_file.unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="infer"):
+        assert infer.load(folder).backend == "torch"
+    assert f"no {onnx_backend.ONNX_FILE}" in caplog.text
+
+
+def test_the_command_remakes_it(folder, capsys):
+    (folder / onnx_backend.ONNX_FILE).unlink()
+    assert onnx_backend.main([str(folder)]) == 0
+    assert "infer and the app now use it" in capsys.readouterr().out
+    assert infer.load(folder).backend == "onnx"
+
+
+def test_the_command_refuses_a_folder_without_a_model(tmp_path, capsys):
+    assert onnx_backend.main([str(tmp_path / "nothing")]) == 2
+    assert "No model in" in capsys.readouterr().err
