@@ -132,10 +132,11 @@ def coverage(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
     return f"Read all {prediction.tokens} tokens of the review."
 
 
-def model_notice(model_dir: Path) -> str:
-    """Markdown saying the model is missing or broken and how to fix it; '' if it loads."""
+def model_notice(model_dir: Path, load: bool = True) -> str:
+    """Markdown saying the model is missing or broken and how to fix it; '' if it loads.
+    With `load=False` (building the page), only whether the folder's files are there."""
     try:
-        infer.get_classifier(model_dir)
+        infer.get_classifier(model_dir) if load else infer.check_model_dir(model_dir)
     except infer.ModelNotFoundError as error:
         return f"⚠️ **The model is unavailable, so the app cannot classify.** {error}"
     return ""
@@ -182,7 +183,7 @@ def build_demo(model_dir: Path) -> gr.Blocks:
     """The page: a review box, Submit and Clear, confidence bars, examples."""
     with Page(title=TITLE) as demo:
         gr.Markdown(f"# 🎬 {TITLE}\n{DESCRIPTION}")
-        notice = gr.Markdown(model_notice(model_dir), elem_id="model-notice")
+        notice = gr.Markdown(model_notice(model_dir, load=False), elem_id="model-notice")
         with gr.Tab("Classify"):
             with gr.Row(equal_height=True):
                 with gr.Column(scale=3):

@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
-import pooling
 from checks import text_warnings
 from onnx_backend import OnnxLoadError, OnnxModel, fresh_onnx
 from utils import (
@@ -238,6 +236,8 @@ class Classifier:
     def _logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         if isinstance(self.model, OnnxModel):
             return self.model.logits(input_ids, attention_mask)
+        import torch
+
         device = self.model.device
         with torch.inference_mode():
             out = self.model(
@@ -321,14 +321,14 @@ def load(
     if backend not in BACKENDS:
         raise ValueError(f"backend takes {', '.join(BACKENDS)}, got {backend!r}.")
     path = check_model_dir(model_dir)
-    pooling.register()  # folders trained with --pooling mean (the default) load without remote code
     # Training swaps a new folder in with one rename; if that happens while we read, the files
     # could come from two models. The folder's inode changes on a swap, so compare and retry.
     for _ in range(3):
         inode = path.stat().st_ino
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            config = AutoConfig.from_pretrained(path, local_files_only=True)
+            tokenizer = _tokenizer(path)
+            # Read as JSON: with ONNX serving, PyTorch's model classes are never loaded (2 s).
+            config = json.loads((path / "config.json").read_text())
             saved_calibration = calibration or read_calibration(path)
             model = _onnx_model(path, backend) or _torch_model(path)
         except ModelNotFoundError:
@@ -341,8 +341,13 @@ def load(
             ) from error
         if path.stat().st_ino == inode:
             break
-    labels = tuple(config.id2label[i] for i in range(config.num_labels))
-    saved = getattr(config, "truncation", None)
+    try:
+        labels = tuple(config["id2label"][str(i)] for i in range(len(config["id2label"])))
+    except (KeyError, TypeError) as error:
+        raise ModelNotFoundError(
+            f"The config.json in '{path}/' names no labels ({error}): {TRAIN_HINT}."
+        ) from error
+    saved = config.get("truncation")
     if not isinstance(saved, dict) or not {"inference", "head_fraction"} <= set(saved):
         raise ModelNotFoundError(
             f"The model in '{path}/' does not say how to read long reviews (no `truncation` "
@@ -357,6 +362,18 @@ def load(
         head_fraction=saved["head_fraction"],
         calibration=saved_calibration,
     )
+
+
+def _tokenizer(path: Path) -> Any:
+    """The folder's tokenizer, of the class its tokenizer_config.json names. AutoTokenizer
+    would read config.json first, whose model type is ours, and ask about remote code."""
+    import transformers
+
+    name = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    tokenizer_class = getattr(transformers, name, None) if isinstance(name, str) else None
+    if tokenizer_class is None:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return tokenizer_class.from_pretrained(path, local_files_only=True)
 
 
 def _onnx_model(path: Path, backend: str) -> OnnxModel | None:
@@ -377,6 +394,12 @@ def _onnx_model(path: Path, backend: str) -> OnnxModel | None:
 
 def _torch_model(path: Path) -> Any:
     """The PyTorch model in `path`, in eval mode on the GPU if there is one."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    import pooling
+
+    pooling.register()  # folders trained with --pooling mean (the default) load without remote code
     model, info = AutoModelForSequenceClassification.from_pretrained(
         path, local_files_only=True, use_safetensors=True, output_loading_info=True
     )

@@ -191,10 +191,9 @@ BAD_TEXTS = {  # name: JSON value of the text, as a client would send it
 def matrix(url: str) -> list[dict[str, str]]:
     rows = []
     for name, value in BAD_TEXTS.items():
-        rest_value = value if value.startswith("[") else f"[{value}]"
         rows.append({
             "input": name,
-            "REST": rest_call(url, f'{{"texts": {rest_value}}}'.encode()),
+            "REST": rest_call(url, f'{{"texts": [{value}]}}'.encode()),
             "page API": gradio_call(url, f'{{"data": [{value}]}}'.encode()),
         })  # fmt: skip
     routes = {
