@@ -6,15 +6,14 @@
     >>> load("model").classify(["A moving, beautifully acted film."])[0].read
     9
 
-CLI: `python infer.py [--model-dir DIR] [--truncation STRATEGY] [--json] TEXT...`, or one review
-per line on stdin.
+CLI: `python infer.py [--model-dir DIR] [--truncation STRATEGY] [--backend B] [--json] TEXT...`,
+or one review per line on stdin. Loading a folder is `model_folder.py`'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
-from transformers import AutoTokenizer
 
 from checks import text_warnings
-from onnx_backend import OnnxLoadError, OnnxModel, fresh_onnx
+from model_folder import (
+    BACKENDS,
+    ModelNotFoundError,
+    check_model_dir,
+    labels_and_reading,
+    read_folder,
+)
+from onnx_backend import OnnxModel
 from utils import (
-    CALIBRATION_FILE,
     HEAD_FRACTION,
     MAX_CHARS,
     STRATEGIES,
@@ -41,43 +44,33 @@ from utils import (
     top_label,
 )
 
+__all__ = [  # the serving API; the app and the CLI use nothing else
+    "BACKENDS",
+    "MAX_REVIEW_CHARS",
+    "Calibration",
+    "Classifier",
+    "ModelNotFoundError",
+    "Prediction",
+    "check_model_dir",
+    "check_texts",
+    "encode",
+    "get_classifier",
+    "load",
+    "model_dir_from_env",
+    "predict",
+    "reset",
+    "served_probabilities",
+]
+
 DEFAULT_MODEL_DIR = "model"
-# `auto`: the folder's INT8 ONNX model when it is there and fresh (3 to 4 times PyTorch's
-# speed on 2 cores, benchmarks/inference.py), else PyTorch; `onnx` or `torch` insist.
-BACKENDS = ("auto", "onnx", "torch")
-TRAIN_HINT = "train one with `python main.py --subset 2000`, or set MODEL_DIR to a model folder"
-# Files a published model folder must hold; a folder without them is missing or half-copied.
-REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
-log = logging.getLogger(__name__)
 # Longest text accepted, in characters (about 100 KB of English; 7x IMDB's longest review).
 # Past `utils.MAX_CHARS` a text is read only in part, and every answer says so.
 MAX_REVIEW_CHARS = 100_000
 
 
-class ModelNotFoundError(FileNotFoundError):
-    """The model folder is missing, incomplete or unreadable; the message says how to fix it."""
-
-
 def model_dir_from_env() -> Path:
     """The folder the app and CLI serve: `$MODEL_DIR`, else `model`."""
     return Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR))
-
-
-def check_model_dir(model_dir: str | Path) -> Path:
-    """Return `model_dir` as a Path if it holds a complete model, else raise ModelNotFoundError.
-
-    Cheap (a few `stat` calls, no loading), so the app can call it on every page view.
-    """
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise ModelNotFoundError(f"No model in '{path}/': {TRAIN_HINT}.")
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if missing:
-        raise ModelNotFoundError(
-            f"The model folder '{path}/' is incomplete (missing {', '.join(missing)}): "
-            f"{TRAIN_HINT}."
-        )
-    return path
 
 
 @dataclass(frozen=True)
@@ -247,28 +240,6 @@ class Classifier:
         return out.logits.double().cpu().numpy()
 
 
-def read_calibration(folder: Path) -> Calibration:
-    """The calibration saved in `folder`, or ModelNotFoundError naming the fix."""
-    try:
-        saved = json.loads((folder / CALIBRATION_FILE).read_text())
-        calibration = Calibration(
-            float(saved["temperature"]),
-            float(saved["short_temperature"]),
-            int(saved["short_tokens"]),
-            float(saved["unsure_below"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelNotFoundError(
-            f"The model in '{folder}/' has no readable {CALIBRATION_FILE} ({error}): it was "
-            "saved by an earlier version of this project. Calibrate it with `python main.py "
-            f"evaluate --model-dir {folder}`, or retrain it with `python main.py`."
-        ) from error
-    temperatures = (calibration.temperature, calibration.short_temperature)
-    if min(temperatures) <= 0 or not 0.5 <= calibration.unsure_below < 1:
-        raise ModelNotFoundError(f"{folder}/{CALIBRATION_FILE} holds {saved}: retrain it.")
-    return calibration
-
-
 def check_texts(texts: str | Sequence[str]) -> list[str]:
     """`texts` as a list of reviews, or TypeError / ValueError saying which review is wrong and
     what to do: one string or a list of strings, each with words, at most MAX_REVIEW_CHARS long.
@@ -320,40 +291,8 @@ def load(
         check_strategy(truncation)
     if backend not in BACKENDS:
         raise ValueError(f"backend takes {', '.join(BACKENDS)}, got {backend!r}.")
-    path = check_model_dir(model_dir)
-    # Training swaps a new folder in with one rename; if that happens while we read, the files
-    # could come from two models. The folder's inode changes on a swap, so compare and retry.
-    for _ in range(3):
-        inode = path.stat().st_ino
-        try:
-            tokenizer = _tokenizer(path)
-            # Read as JSON: with ONNX serving, PyTorch's model classes are never loaded (2 s).
-            config = json.loads((path / "config.json").read_text())
-            saved_calibration = calibration or read_calibration(path)
-            model = _onnx_model(path, backend) or _torch_model(path)
-        except ModelNotFoundError:
-            raise
-        # What a truncated, half-copied or foreign folder raises: unreadable JSON or weights
-        # (SafetensorError), shapes that do not match the config (RuntimeError), odd values.
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as error:
-            raise ModelNotFoundError(
-                f"Could not load the model in '{path}/' ({_first_line(error)}): {TRAIN_HINT}."
-            ) from error
-        if path.stat().st_ino == inode:
-            break
-    try:
-        labels = tuple(config["id2label"][str(i)] for i in range(len(config["id2label"])))
-    except (KeyError, TypeError) as error:
-        raise ModelNotFoundError(
-            f"The config.json in '{path}/' names no labels ({error}): {TRAIN_HINT}."
-        ) from error
-    saved = config.get("truncation")
-    if not isinstance(saved, dict) or not {"inference", "head_fraction"} <= set(saved):
-        raise ModelNotFoundError(
-            f"The model in '{path}/' does not say how to read long reviews (no `truncation` "
-            "settings in its config.json): it was saved by an earlier version of this project "
-            "or by another tool. Retrain it with `python main.py`."
-        )
+    path, tokenizer, config, saved_calibration, model = read_folder(model_dir, backend, calibration)
+    labels, saved = labels_and_reading(path, config)
     return Classifier(
         model=model,
         tokenizer=tokenizer,
@@ -362,62 +301,6 @@ def load(
         head_fraction=saved["head_fraction"],
         calibration=saved_calibration,
     )
-
-
-def _tokenizer(path: Path) -> Any:
-    """The folder's tokenizer, of the class its tokenizer_config.json names. AutoTokenizer
-    would read config.json first, whose model type is ours, and ask about remote code."""
-    import transformers
-
-    name = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
-    tokenizer_class = getattr(transformers, name, None) if isinstance(name, str) else None
-    if tokenizer_class is None:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return tokenizer_class.from_pretrained(path, local_files_only=True)
-
-
-def _onnx_model(path: Path, backend: str) -> OnnxModel | None:
-    """The folder's fresh INT8 ONNX model; None (and a log line) to fall back to PyTorch."""
-    if backend == "torch":
-        return None
-    onnx_file, why = fresh_onnx(path)
-    if onnx_file is not None:
-        try:
-            return OnnxModel(onnx_file)
-        except OnnxLoadError as error:
-            why = f"{onnx_file.name} does not load ({_first_line(error)})"
-    if backend == "onnx":
-        raise ModelNotFoundError(f"No usable ONNX model in '{path}/': {why}.")
-    log.warning("Serving '%s/' with PyTorch: %s.", path, why)
-    return None
-
-
-def _torch_model(path: Path) -> Any:
-    """The PyTorch model in `path`, in eval mode on the GPU if there is one."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    import pooling
-
-    pooling.register()  # folders trained with --pooling mean (the default) load without remote code
-    model, info = AutoModelForSequenceClassification.from_pretrained(
-        path, local_files_only=True, use_safetensors=True, output_loading_info=True
-    )
-    # Weights that do not fit the config load "successfully" with random layers in place.
-    mismatched = {key if isinstance(key, str) else key[0] for key in info["mismatched_keys"]}
-    unfitted = set(info["missing_keys"]) | mismatched
-    if unfitted:
-        raise ModelNotFoundError(
-            f"The weights in '{path}/' do not match its config.json ({len(unfitted)} "
-            f"tensors missing or of another shape, e.g. {sorted(unfitted)[0]}): the files "
-            f"come from different models. {TRAIN_HINT[0].upper()}{TRAIN_HINT[1:]}."
-        )
-    return model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _first_line(error: BaseException) -> str:
-    """The first line of an error's message, without the long tails some loaders print."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 _loaded: dict[Path, Classifier] = {}

@@ -51,7 +51,7 @@ def test_a_stale_onnx_model_falls_back_to_pytorch_with_a_log_line(folder, caplog
         weights = bytearray((folder / "model.safetensors").read_bytes())
         weights[-1] ^= 1
         (folder / "model.safetensors").write_bytes(weights)
-    with caplog.at_level(logging.WARNING, logger="infer"):
+    with caplog.at_level(logging.WARNING, logger="model_folder"):
         assert infer.load(folder).backend == "torch"
     assert "is stale" in caplog.text and "python onnx_backend.py" in caplog.text
     with pytest.raises(infer.ModelNotFoundError, match="is stale"):
@@ -61,13 +61,13 @@ def test_a_stale_onnx_model_falls_back_to_pytorch_with_a_log_line(folder, caplog
 def test_a_missing_or_broken_onnx_model_falls_back_to_pytorch(folder, caplog):
     onnx_file = folder / onnx_backend.ONNX_FILE
     onnx_file.write_bytes(onnx_file.read_bytes()[:1000])
-    with caplog.at_level(logging.WARNING, logger="infer"):
+    with caplog.at_level(logging.WARNING, logger="model_folder"):
         classifier = infer.load(folder)
     assert classifier.backend == "torch" and "does not load" in caplog.text
     assert classifier.predict(["great"])[0]["POSITIVE"] > 0
     onnx_file.unlink()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="infer"):
+    with caplog.at_level(logging.WARNING, logger="model_folder"):
         assert infer.load(folder).backend == "torch"
     assert f"no {onnx_backend.ONNX_FILE}" in caplog.text
 
