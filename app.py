@@ -7,6 +7,9 @@ One process serves the page at `/`, the REST API at `/api/v1/predict` and `/heal
 their OpenAPI docs at `/docs`. The module builds `demo` (the page; no model is loaded until
 the first review), so `gradio app.py` finds it; `python app.py` loads and warms the model, then
 serves the page and the API behind `guard.Guard` (body caps, closed routes).
+
+Past the usual 350 lines on purpose: the page, its REST twin and the server share one model
+lock and one queue limit, and read best side by side.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel, Field
 
+import explain
 import infer
 from guard import MAX_UPLOAD, Guard
-from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING
+from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, has_words
 
 log = logging.getLogger("app")
 
@@ -58,6 +62,7 @@ EXAMPLES = [
     "scene is a little too neat. Still, I left the cinema smiling and I have recommended it to "
     "everyone I know. 8/10.",
 ]
+SENTENCE_COLORS = {"positive": "green", "negative": "red", "mixed": "gray"}
 MAX_QUEUE = 64  # waiting requests, page and REST alike; past this, a fast "busy" answer
 MAX_TEXTS = 64  # reviews per REST request; more go in several requests
 # One forward pass at a time, page and REST alike: on 2 cores, two at once each run at half
@@ -93,6 +98,35 @@ def classifier_or_error(model_dir: Path) -> infer.Classifier:
         return infer.get_classifier(model_dir)
     except infer.ModelNotFoundError as error:
         raise gr.Error(str(error), title="Model unavailable", print_exception=False) from error
+
+
+def sentence_view(text: Any, model_dir: Path) -> list[tuple[str, str | None]]:
+    """Each sentence with its label, for a review of two or more; [] otherwise."""
+    if not isinstance(text, str) or not has_words(text) or len(text) > infer.MAX_REVIEW_CHARS:
+        return []
+    classifier = classifier_or_error(model_dir)
+    with _model_lock:
+        return explain.sentence_labels(classifier, text)
+
+
+def word_view(text: Any, model_dir: Path) -> list[tuple[str, float | None]]:
+    """Each word with its push toward negative (> 0, red) or positive (< 0, purple), at most 1
+    in size: `explain.word_scores` negated for Gradio's colours."""
+    if not isinstance(text, str) or not has_words(text):
+        raise gr.Error("Type or paste a movie review first.", print_exception=False)
+    if len(text) > infer.MAX_REVIEW_CHARS:
+        raise gr.Error(
+            f"The review is over {infer.MAX_REVIEW_CHARS:,} characters.", print_exception=False
+        )
+    classifier = classifier_or_error(model_dir)
+    with _model_lock:
+        scores = explain.word_scores(classifier, text, model_dir)
+    # Gradio paints a score above 0 red and below 0 purple; negated, red reads as negative.
+    # Spaces between words, unscored, so the text reads as typed.
+    spaced: list[tuple[str, float | None]] = []
+    for word, score in scores:
+        spaced += [(word, -round(score, 3)), (" ", None)]
+    return spaced[:-1]
 
 
 def verdict(prediction: infer.Prediction) -> str:
@@ -199,6 +233,20 @@ def build_demo(model_dir: Path) -> gr.Blocks:
                 with gr.Column(scale=2):
                     result = gr.Label(label="Sentiment", num_top_classes=2, elem_id="sentiment")
                     read = gr.Markdown(elem_id="details")
+                    why_button = gr.Button("Why? Show the words that decided it", size="sm")
+            by_sentence = gr.HighlightedText(
+                label="Sentence by sentence",
+                color_map=SENTENCE_COLORS,
+                show_legend=True,
+                visible=False,
+                elem_id="sentences",
+            )
+            why = gr.HighlightedText(
+                label="Why: red words pushed toward negative, purple toward positive",
+                show_legend=False,
+                visible=False,
+                elem_id="why",
+            )
             gr.Examples(EXAMPLES, inputs=review, label="Example reviews (click one, then Submit)")
         with gr.Tab("About this model"):
             about = gr.Markdown(elem_id="about")
@@ -209,17 +257,30 @@ def build_demo(model_dir: Path) -> gr.Blocks:
 
         # preprocess=False: the function sees what was sent (a number stays a number and is
         # refused) instead of the textbox's str() of it.
-        submit.click(
+        def sentences(text: str) -> Any:
+            pairs = sentence_view(text, model_dir)
+            return gr.update(value=pairs, visible=bool(pairs))
+
+        submit_event = submit.click(
             run, inputs=review, outputs=[result, read], api_name="predict", preprocess=False
         )
-        review.submit(
+        enter_event = review.submit(
             run,
             inputs=review,
             outputs=[result, read],
             api_visibility="private",
             preprocess=False,
         )
-        clear.add([review, result, read])
+        for event in (submit_event, enter_event):
+            event.success(sentences, review, by_sentence, api_visibility="private")
+            event.success(lambda: gr.update(visible=False), None, why, api_visibility="private")
+        why_button.click(
+            lambda text: gr.update(value=word_view(text, model_dir), visible=True),
+            review,
+            why,
+            api_visibility="private",
+        )
+        clear.add([review, result, read, by_sentence, why])
         # Re-checked on every page view, so a model trained after start-up is noticed.
         demo.load(
             lambda: (model_notice(model_dir), *about_model(model_dir)),

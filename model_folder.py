@@ -84,7 +84,7 @@ def read_folder(
             # Read as JSON: with ONNX serving, PyTorch's model classes are never loaded (2 s).
             config = json.loads((path / "config.json").read_text())
             saved_calibration = calibration or read_calibration(path)
-            model = _onnx_model(path, backend) or _torch_model(path)
+            model = _onnx_model(path, backend) or torch_model(path)
         except ModelNotFoundError:
             raise
         # What a truncated, half-copied or foreign folder raises: unreadable JSON or weights
@@ -144,7 +144,7 @@ def _onnx_model(path: Path, backend: str) -> OnnxModel | None:
     return None
 
 
-def _torch_model(path: Path) -> Any:
+def torch_model(path: Path) -> Any:
     """The PyTorch model in `path`, in eval mode on the GPU if there is one."""
     import torch
     from transformers import AutoModelForSequenceClassification

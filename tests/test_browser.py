@@ -56,3 +56,17 @@ def test_about_tab_shows_the_results_table(page):
     about = page.locator("#about")
     about.get_by_text("Accuracy").first.wait_for(timeout=20_000)
     assert "base model, untrained head" in about.inner_text()
+
+
+def test_why_and_sentence_by_sentence_show_in_place(page, tmp_path):
+    page.get_by_role("tab", name="Classify").click()
+    page.locator("#review textarea").fill("great wonderful superb film. awful dull boring plot.")
+    page.get_by_role("button", name="Submit").click()
+    sentences = page.locator("#sentences")
+    sentences.get_by_text("great wonderful superb film.").wait_for(timeout=20_000)
+    assert "positive" in sentences.inner_text()
+    page.get_by_role("button", name="Why? Show the words that decided it").click()
+    why = page.locator("#why")
+    why.get_by_text("superb").wait_for(timeout=20_000)
+    assert "boring" in why.inner_text()
+    page.screenshot(path=tmp_path / "why.png", full_page=True)

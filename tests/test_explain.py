@@ -1,0 +1,59 @@
+"""Why a verdict: word scores by integrated gradients, and sentence-by-sentence labels."""
+
+from __future__ import annotations
+
+import pytest
+
+import app
+import explain
+import infer
+
+# The same neutral words around one word of sentiment: swapping that word flips the label.
+DECIDED_BY = {"superb": "the film was superb", "awful": "the film was awful"}
+
+
+@pytest.fixture(scope="module")
+def classifier(model_dir):
+    return infer.load(model_dir)  # ONNX, as served: the scores come from its PyTorch weights
+
+
+@pytest.mark.parametrize("word", DECIDED_BY)
+def test_the_word_that_decides_the_label_gets_the_largest_score(classifier, model_dir, word):
+    text = DECIDED_BY[word]
+    label = classifier.classify([text])[0].label
+    assert label == ("POSITIVE" if word == "superb" else "NEGATIVE")
+    scores = dict(explain.word_scores(classifier, text, model_dir))
+    top = max(scores, key=lambda w: abs(scores[w]))
+    assert top == word
+    assert scores[word] == (1.0 if label == "POSITIVE" else -1.0)  # scaled, signed as its pull
+
+
+def test_word_scores_cover_every_word_of_a_long_review_in_windows(classifier, model_dir):
+    text = " ".join(["the film was great"] * 30)  # 120 words: several windows of 32 tokens
+    scores = explain.word_scores(classifier, text, model_dir)
+    assert [w for w, _ in scores] == text.split()
+    assert max(abs(s) for _, s in scores) == pytest.approx(1.0)
+
+
+def test_the_same_scores_from_pytorch_and_onnx_classifiers(classifier, model_dir):
+    plain = infer.load(model_dir, backend="torch")
+    text = DECIDED_BY["superb"]
+    torch_scores = explain.word_scores(plain, text)
+    onnx_scores = explain.word_scores(classifier, text, model_dir)
+    assert [w for w, _ in torch_scores] == [w for w, _ in onnx_scores]
+    assert [s for _, s in torch_scores] == pytest.approx([s for _, s in onnx_scores])
+
+
+def test_each_sentence_gets_its_own_label(classifier):
+    pairs = explain.sentence_labels(classifier, "great wonderful superb film. awful dull boring.")
+    labelled = [(text, label) for text, label in pairs if label is not None]
+    assert labelled[0][0] == "great wonderful superb film." and labelled[0][1] == "positive"
+    assert labelled[1][0] == "awful dull boring." and labelled[1][1] in ("negative", "mixed")
+    assert explain.sentence_labels(classifier, "one sentence only") == []
+
+
+def test_the_page_shows_words_with_spaces_between(model_dir):
+    infer.reset()
+    view = app.word_view("superb film", model_dir)
+    assert [text for text, _ in view] == ["superb", " ", "film"]
+    assert view[1][1] is None and view[0][1] < 0  # pushed toward positive: purple, below 0
