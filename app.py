@@ -1,40 +1,32 @@
-"""Gradio web app and REST API: type a movie review, see how positive or negative it reads.
+"""Gradio web app: type a movie review, see how positive or negative it reads, and why.
 
     python app.py                      # serves ./model on http://127.0.0.1:7860
     MODEL_DIR=path/to/model python app.py
 
-One process serves the page at `/`, the REST API at `/api/v1/predict` and `/healthz`, and
-their OpenAPI docs at `/docs`. The module builds `demo` (the page; no model is loaded until
-the first review), so `gradio app.py` finds it; `python app.py` loads and warms the model, then
-serves the page and the API behind `guard.Guard` (body caps, closed routes).
-
-Past the usual 350 lines on purpose: the page, its REST twin and the server share one model
-lock and one queue limit, and read best side by side.
+Tabs: one review (verdict, bars, sentence by sentence, the words that decided it), whole
+files, the model's results. The module builds `demo` (no model is loaded until the first
+review), so `gradio app.py` finds it; `python app.py` hands it to `server.serve`, which loads
+and warms the model, then serves the page with the REST API (`server.py`) behind `guard.py`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import uvicorn
-from fastapi import FastAPI, HTTPException
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from PIL import Image
-from pydantic import BaseModel, Field
 
+import batch
 import explain
 import infer
-from guard import MAX_UPLOAD, Guard
+from guard import MAX_UPLOAD
+from server import MAX_QUEUE, MODEL_LOCK, serve
 from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, has_words
-
-log = logging.getLogger("app")
 
 TITLE = "Movie review sentiment"
 DESCRIPTION = (
@@ -63,11 +55,6 @@ EXAMPLES = [
     "everyone I know. 8/10.",
 ]
 SENTENCE_COLORS = {"positive": "green", "negative": "red", "mixed": "gray"}
-MAX_QUEUE = 64  # waiting requests, page and REST alike; past this, a fast "busy" answer
-MAX_TEXTS = 64  # reviews per REST request; more go in several requests
-# One forward pass at a time, page and REST alike: on 2 cores, two at once each run at half
-# speed and both visitors wait longer.
-_model_lock = threading.Lock()
 
 
 def classify(text: Any, model_dir: Path) -> tuple[dict[str, float], str]:
@@ -82,7 +69,7 @@ def classify(text: Any, model_dir: Path) -> tuple[dict[str, float], str]:
         )
     classifier = classifier_or_error(model_dir)
     try:
-        with _model_lock:
+        with MODEL_LOCK:
             (prediction,) = classifier.classify([text])
     except ValueError as error:
         message = str(error).removeprefix("Review 0 ")
@@ -105,7 +92,7 @@ def sentence_view(text: Any, model_dir: Path) -> list[tuple[str, str | None]]:
     if not isinstance(text, str) or not has_words(text) or len(text) > infer.MAX_REVIEW_CHARS:
         return []
     classifier = classifier_or_error(model_dir)
-    with _model_lock:
+    with MODEL_LOCK:
         return explain.sentence_labels(classifier, text)
 
 
@@ -119,7 +106,7 @@ def word_view(text: Any, model_dir: Path) -> list[tuple[str, float | None]]:
             f"The review is over {infer.MAX_REVIEW_CHARS:,} characters.", print_exception=False
         )
     classifier = classifier_or_error(model_dir)
-    with _model_lock:
+    with MODEL_LOCK:
         scores = explain.word_scores(classifier, text, model_dir)
     # Gradio paints a score above 0 red and below 0 purple; negated, red reads as negative.
     # Spaces between words, unscored, so the text reads as typed.
@@ -127,6 +114,44 @@ def word_view(text: Any, model_dir: Path) -> list[tuple[str, float | None]]:
     for word, score in scores:
         spaced += [(word, -round(score, 3)), (" ", None)]
     return spaced[:-1]
+
+
+def file_view(path: str | None, model_dir: Path, progress: Any = None) -> tuple:
+    """A summary line, the verdict counts (for the chart), the results table and the path of
+    the results CSV, for an uploaded file of reviews."""
+    if not path:
+        raise gr.Error("Upload a .csv or .txt file first.", print_exception=False)
+    try:
+        texts = batch.read_reviews(Path(path))
+    except batch.FileError as error:
+        raise gr.Error(str(error), title="Cannot read this file", print_exception=False) from None
+    classifier = classifier_or_error(model_dir)
+    done, shown = 0, 0.0
+
+    def step(more: int) -> None:
+        nonlocal done, shown
+        done += more
+        # Each update is a message to the browser: a few a second is enough to watch.
+        if progress is not None and (time.perf_counter() - shown > 0.25 or done == len(texts)):
+            progress(done / len(texts), desc=f"{done:,} of {len(texts):,} reviews")
+            shown = time.perf_counter()
+
+    started = time.perf_counter()
+    with MODEL_LOCK:
+        table = batch.classify_rows(classifier, texts, step)
+    seconds = time.perf_counter() - started
+    out = Path(tempfile.mkdtemp(prefix="reviews-")) / f"{Path(path).stem}-labelled.csv"
+    table.to_csv(out, index=False)
+    verdicts = (
+        table["label"].str.lower().where(~table["unsure"].fillna(False).astype(bool), "mixed")
+    )
+    verdicts = verdicts.replace("", "not read")
+    counts = verdicts.value_counts().rename_axis("verdict").reset_index(name="reviews")
+    shown = table.assign(text=table["text"].str.slice(0, 160)).round(3)
+    summary = f"Classified {len(texts):,} reviews in {seconds:.1f} s: " + ", ".join(
+        f"{n:,} {verdict}" for verdict, n in zip(counts["verdict"], counts["reviews"], strict=True)
+    )
+    return summary + ".", counts, shown, str(out)
 
 
 def verdict(prediction: infer.Prediction) -> str:
@@ -231,7 +256,12 @@ def build_demo(model_dir: Path) -> gr.Blocks:
                         clear = gr.ClearButton(value="Clear")
                         submit = gr.Button("Submit", variant="primary")
                 with gr.Column(scale=2):
-                    result = gr.Label(label="Sentiment", num_top_classes=2, elem_id="sentiment")
+                    result = gr.Label(
+                        label="Sentiment",
+                        num_top_classes=2,
+                        show_heading=False,
+                        elem_id="sentiment",
+                    )
                     read = gr.Markdown(elem_id="details")
                     why_button = gr.Button("Why? Show the words that decided it", size="sm")
             by_sentence = gr.HighlightedText(
@@ -248,6 +278,20 @@ def build_demo(model_dir: Path) -> gr.Blocks:
                 elem_id="why",
             )
             gr.Examples(EXAMPLES, inputs=review, label="Example reviews (click one, then Submit)")
+        with gr.Tab("Whole files"):
+            gr.Markdown(
+                "Upload a **CSV** (a `text` column, or a single column) or a **TXT** (one review "
+                f"per line): at most {batch.MAX_ROWS:,} reviews and {MAX_UPLOAD // 2**20} MiB. "
+                "Every row gets a label, both probabilities and the unsure flag; rows that "
+                "cannot be read say why."
+            )
+            upload = gr.File(label="Reviews file", file_types=list(batch.SUFFIXES))
+            run_file = gr.Button("Classify the file", variant="primary")
+            file_summary = gr.Markdown(elem_id="file-summary")
+            with gr.Row():
+                chart = gr.BarPlot(x="verdict", y="reviews", label="Verdicts", elem_id="chart")
+                download = gr.File(label="Results (CSV)", elem_id="download")
+            file_table = gr.Dataframe(label="Results", wrap=True, elem_id="file-results")
         with gr.Tab("About this model"):
             about = gr.Markdown(elem_id="about")
             matrix = gr.Image(label="Test confusion matrix", interactive=False, type="pil")
@@ -274,6 +318,17 @@ def build_demo(model_dir: Path) -> gr.Blocks:
         for event in (submit_event, enter_event):
             event.success(sentences, review, by_sentence, api_visibility="private")
             event.success(lambda: gr.update(visible=False), None, why, api_visibility="private")
+
+        # A gr.Progress default is how Gradio hands a function its progress bar.
+        def classify_file(path: str | None, progress: Any = gr.Progress()) -> tuple:  # noqa: B008
+            return file_view(path, model_dir, progress)
+
+        run_file.click(
+            classify_file,
+            upload,
+            [file_summary, chart, file_table, download],
+            api_name="classify_file",
+        )
         why_button.click(
             lambda text: gr.update(value=word_view(text, model_dir), visible=True),
             review,
@@ -292,100 +347,13 @@ def build_demo(model_dir: Path) -> gr.Blocks:
     return demo
 
 
-class PredictRequest(BaseModel):
-    """`POST /api/v1/predict`: one review, or a list of them."""
-
-    texts: str | list[str] = Field(
-        examples=[["A moving, beautifully acted film.", "Dull."]],
-        description=f"a review, or up to {MAX_TEXTS} reviews",
-    )
-
-
-class PredictResponse(BaseModel):
-    """One entry per review, in order: the label, both probabilities, the unsure flag, any
-    warning about the text, and how much of it was read."""
-
-    predictions: list[dict[str, Any]]
-
-
-def build_server(demo: gr.Blocks, model_dir: Path) -> FastAPI:
-    """The whole server: REST routes, the page mounted at `/`, all behind `guard.Guard`."""
-    api = FastAPI(title=TITLE, description="Classify movie reviews as positive or negative.")
-    api.add_middleware(Guard)
-    waiting = 0
-
-    @api.post("/api/v1/predict", response_model=PredictResponse)
-    async def predict(request: PredictRequest) -> PredictResponse:
-        """Label probabilities for each review, with the same model and calibration as the
-        page. 422: a review that cannot be read; 413: too big; 503: busy or no model."""
-        nonlocal waiting
-        texts = [request.texts] if isinstance(request.texts, str) else request.texts
-        if not 1 <= len(texts) <= MAX_TEXTS:
-            raise HTTPException(422, f"Send 1 to {MAX_TEXTS} reviews; got {len(texts)}.")
-        if waiting >= MAX_QUEUE:
-            raise HTTPException(503, "The server is busy: try again in a few seconds.")
-        waiting += 1
-        try:
-            classifier = await run_in_threadpool(_classifier_or_503, model_dir)
-            predictions = await run_in_threadpool(_locked_classify, classifier, texts)
-        except ValueError as error:
-            raise HTTPException(422, str(error)) from None
-        finally:
-            waiting -= 1
-        return PredictResponse(predictions=[p.as_dict() for p in predictions])
-
-    @api.get("/healthz")
-    async def healthz() -> JSONResponse:
-        """200 once the model answers a real review; 503 with the reason when it cannot."""
-        try:
-            classifier = await run_in_threadpool(_classifier_or_503, model_dir)
-            await run_in_threadpool(_locked_classify, classifier, ["A fine film."])
-        except HTTPException as error:
-            return JSONResponse({"status": "unavailable", "detail": error.detail}, 503)
-        return JSONResponse({"status": "ok", "labels": list(classifier.labels)})
-
-    return gr.mount_gradio_app(
-        api,
-        demo,
-        path="/",
-        theme=gr.themes.Soft(),
-        show_error=False,  # an unexpected error's text stays in the log, not on the page
-        enable_monitoring=False,
-        max_file_size=MAX_UPLOAD,
-    )
-
-
-def _classifier_or_503(model_dir: Path) -> infer.Classifier:
-    try:
-        return infer.get_classifier(model_dir)
-    except infer.ModelNotFoundError as error:
-        raise HTTPException(503, str(error)) from None
-
-
-def _locked_classify(classifier: infer.Classifier, texts: list[str]) -> list[infer.Prediction]:
-    with _model_lock:
-        return classifier.classify(texts)
-
-
-def serve(model_dir: Path, host: str, port: int) -> None:
-    """Load and warm the model (the first visitor is not the slow one), then serve."""
-    start = time.perf_counter()
-    try:
-        _locked_classify(infer.get_classifier(model_dir), ["A warm-up review."])
-        log.info("Model %s/ ready in %.1f s", model_dir, time.perf_counter() - start)
-    except infer.ModelNotFoundError as error:
-        log.warning("Serving without a model: %s", error)
-    server = build_server(demo, model_dir)
-    print(f"Serving on http://{host}:{port} (REST API docs: http://{host}:{port}/docs)")
-    uvicorn.run(server, host=host, port=port, log_level="warning", access_log=False)
-
-
 demo = build_demo(infer.model_dir_from_env())
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Hugging Face Spaces sets these to serve on 0.0.0.0:7860; locally, loopback only.
     serve(
+        demo,
         infer.model_dir_from_env(),
         os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -70,3 +70,22 @@ def test_why_and_sentence_by_sentence_show_in_place(page, tmp_path):
     why.get_by_text("superb").wait_for(timeout=20_000)
     assert "boring" in why.inner_text()
     page.screenshot(path=tmp_path / "why.png", full_page=True)
+
+
+def test_a_file_is_classified_and_its_results_downloaded(page, tmp_path):
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat wonderful film\nawful dull boring plot\n")
+    page.get_by_role("tab", name="Whole files").click()
+    page.locator("input[type=file]").first.set_input_files(reviews)
+    page.get_by_role("button", name="Classify the file").click()
+    page.locator("#file-summary").get_by_text("Classified 2 reviews").wait_for(timeout=30_000)
+    link = page.locator("#download a").first
+    link.wait_for(timeout=20_000)
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "labelled.csv"
+    download.value.save_as(saved)
+    lines = saved.read_text().splitlines()
+    assert lines[0].startswith("text,label,NEGATIVE,POSITIVE,unsure,note")
+    assert len(lines) == 3
+    page.screenshot(path=tmp_path / "files.png", full_page=True)

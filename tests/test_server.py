@@ -19,6 +19,7 @@ from gradio_client.exceptions import AppError
 
 import app
 import infer
+import server as server_module
 from utils import MAX_CHARS
 
 
@@ -38,7 +39,8 @@ def start(model_dir: Path) -> Iterator[Served]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     demo = app.build_demo(model_dir)
-    config = uvicorn.Config(app.build_server(demo, model_dir), "127.0.0.1", port, log_level="error")
+    served = server_module.build_server(demo, model_dir)
+    config = uvicorn.Config(served, "127.0.0.1", port, log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -139,9 +141,9 @@ def test_openapi_docs_describe_the_predict_route(served):
 
 
 def test_over_capacity_rest_requests_get_fast_503s(served, monkeypatch):
-    monkeypatch.setattr(app, "MAX_QUEUE", 1)
+    monkeypatch.setattr(server_module, "MAX_QUEUE", 1)
     results: list[int] = []
-    with app._model_lock:  # the model is busy with someone else's review
+    with server_module.MODEL_LOCK:  # the model is busy with someone else's review
         first = threading.Thread(
             target=lambda: results.append(
                 served.post("/api/v1/predict", json={"texts": "great"}).status_code
