@@ -54,7 +54,15 @@ EXAMPLES = [
     "scene is a little too neat. Still, I left the cinema smiling and I have recommended it to "
     "everyone I know. 8/10.",
 ]
+# Wide tables scroll sideways on a phone instead of squeezing to a letter per line; highlighted
+# sentences wrap between words, not inside them.
+CSS = """
+#about table { display: block; overflow-x: auto; }
+#about th, #about td { white-space: nowrap; }
+#sentences *, #why * { word-break: normal !important; overflow-wrap: normal !important; }
+"""
 SENTENCE_COLORS = {"positive": "green", "negative": "red", "mixed": "gray"}
+VERDICT_COLORS = SENTENCE_COLORS | {"not read": "black"}
 
 
 def classify(text: Any, model_dir: Path) -> tuple[dict[str, float], str]:
@@ -147,7 +155,9 @@ def file_view(path: str | None, model_dir: Path, progress: Any = None) -> tuple:
     )
     verdicts = verdicts.replace("", "not read")
     counts = verdicts.value_counts().rename_axis("verdict").reset_index(name="reviews")
+    # The verdict first, so it shows on a phone; the CSV keeps the file's order of columns.
     shown = table.assign(text=table["text"].str.slice(0, 160)).round(3)
+    shown = shown[[*shown.columns[1:-1], "text", "note"]]
     summary = f"Classified {len(texts):,} reviews in {seconds:.1f} s: " + ", ".join(
         f"{n:,} {verdict}" for verdict, n in zip(counts["verdict"], counts["reviews"], strict=True)
     )
@@ -289,7 +299,16 @@ def build_demo(model_dir: Path) -> gr.Blocks:
             run_file = gr.Button("Classify the file", variant="primary")
             file_summary = gr.Markdown(elem_id="file-summary")
             with gr.Row():
-                chart = gr.BarPlot(x="verdict", y="reviews", label="Verdicts", elem_id="chart")
+                chart = gr.BarPlot(
+                    x="verdict",
+                    y="reviews",
+                    color="verdict",
+                    color_map=VERDICT_COLORS,
+                    y_lim=[0, None],
+                    sort=list(VERDICT_COLORS),
+                    label="Verdicts",
+                    elem_id="chart",
+                )
                 download = gr.File(label="Results (CSV)", elem_id="download")
             file_table = gr.Dataframe(label="Results", wrap=True, elem_id="file-results")
         with gr.Tab("About this model"):
@@ -354,6 +373,7 @@ if __name__ == "__main__":
     # Hugging Face Spaces sets these to serve on 0.0.0.0:7860; locally, loopback only.
     serve(
         demo,
+        CSS,
         infer.model_dir_from_env(),
         os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

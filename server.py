@@ -50,7 +50,7 @@ class PredictResponse(BaseModel):
     predictions: list[dict[str, Any]]
 
 
-def build_server(demo: gr.Blocks, model_dir: Path) -> FastAPI:
+def build_server(demo: gr.Blocks, model_dir: Path, css: str = "") -> FastAPI:
     """The whole server: REST routes, the page mounted at `/`, all behind `guard.Guard`."""
     api = FastAPI(
         title="Movie review sentiment API",
@@ -94,6 +94,7 @@ def build_server(demo: gr.Blocks, model_dir: Path) -> FastAPI:
         demo,
         path="/",
         theme=gr.themes.Soft(),
+        css=css,
         show_error=False,  # an unexpected error's text stays in the log, not on the page
         enable_monitoring=False,
         max_file_size=MAX_UPLOAD,
@@ -112,7 +113,7 @@ def _locked_classify(classifier: infer.Classifier, texts: list[str]) -> list[inf
         return classifier.classify(texts)
 
 
-def serve(demo: gr.Blocks, model_dir: Path, host: str, port: int) -> None:
+def serve(demo: gr.Blocks, css: str, model_dir: Path, host: str, port: int) -> None:
     """Load and warm the model (the first visitor is not the slow one), then serve."""
     start = time.perf_counter()
     try:
@@ -120,6 +121,6 @@ def serve(demo: gr.Blocks, model_dir: Path, host: str, port: int) -> None:
         log.info("Model %s/ ready in %.1f s", model_dir, time.perf_counter() - start)
     except infer.ModelNotFoundError as error:
         log.warning("Serving without a model: %s", error)
-    server = build_server(demo, model_dir)
+    server = build_server(demo, model_dir, css)
     print(f"Serving on http://{host}:{port} (REST API docs: http://{host}:{port}/docs)")
     uvicorn.run(server, host=host, port=port, log_level="warning", access_log=False)
