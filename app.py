@@ -7,6 +7,9 @@ Tabs: one review (verdict, bars, sentence by sentence, the words that decided it
 files, the model's results. The module builds `demo` (no model is loaded until the first
 review), so `gradio app.py` finds it; `python app.py` hands it to `server.serve`, which loads
 and warms the model, then serves the page with the REST API (`server.py`) behind `guard.py`.
+
+About 400 lines, past the usual 350: the tabs' layout and their handlers, which only check
+input, call `infer`, `explain`, `batch` or `feedback`, and format what comes back.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from PIL import Image
 
 import batch
 import explain
+import feedback
 import infer
 from guard import MAX_UPLOAD
 from server import MAX_QUEUE, MODEL_LOCK, serve
-from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, has_words
+from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, has_words, top_label
 
 TITLE = "Movie review sentiment"
 DESCRIPTION = (
@@ -164,6 +168,24 @@ def file_view(path: str | None, model_dir: Path, progress: Any = None) -> tuple:
     return summary + ".", counts, shown, str(out)
 
 
+def correction(folder: Path | None, text: Any, shown: Any, label: str | None) -> str:
+    """Save a visitor's correction of the label just shown; a line of thanks, or what to do."""
+    if folder is None:
+        raise gr.Error("Corrections are not collected here.", print_exception=False)
+    if not isinstance(text, str) or not text.strip() or not isinstance(shown, dict):
+        raise gr.Error("Classify a review first, then mark its label.", print_exception=False)
+    if label not in ("POSITIVE", "NEGATIVE"):
+        raise gr.Error("Pick the right label first.", print_exception=False)
+    feedback.record(folder, text, top_label(shown), label)  # `shown`: the bars, label -> p
+    return f"Thanks: saved as {label.lower()}."
+
+
+def feedback_dir_from_env() -> Path | None:
+    """Where corrections go: `$FEEDBACK_DIR`; unset, the page collects none."""
+    folder = os.environ.get("FEEDBACK_DIR")
+    return Path(folder) if folder else None
+
+
 def verdict(prediction: infer.Prediction) -> str:
     """The answer in plain words, e.g. '**Positive**, fairly sure (87%).'"""
     share, lean = prediction.scores[prediction.label], prediction.label.lower()
@@ -248,8 +270,9 @@ class Page(gr.Blocks):
             )
 
 
-def build_demo(model_dir: Path) -> gr.Blocks:
-    """The page: a review box, Submit and Clear, confidence bars, examples."""
+def build_demo(model_dir: Path, feedback_dir: Path | None = None) -> gr.Blocks:
+    """The page: a review box, Submit and Clear, confidence bars, examples, and a "Wrong
+    label?" control when `feedback_dir` says where corrections go."""
     with Page(title=TITLE) as demo:
         gr.Markdown(f"# 🎬 {TITLE}\n{DESCRIPTION}")
         notice = gr.Markdown(model_notice(model_dir, load=False), elem_id="model-notice")
@@ -274,6 +297,15 @@ def build_demo(model_dir: Path) -> gr.Blocks:
                     )
                     read = gr.Markdown(elem_id="details")
                     why_button = gr.Button("Why? Show the words that decided it", size="sm")
+                    with gr.Row(visible=feedback_dir is not None, elem_id="feedback"):
+                        corrected = gr.Radio(
+                            ["POSITIVE", "NEGATIVE"],
+                            label="Wrong label? Pick the right one (your review is saved "
+                            "to improve the model)",
+                            scale=3,
+                        )
+                        send = gr.Button("Send", size="sm", scale=1)
+                    thanks = gr.Markdown(elem_id="thanks")
             by_sentence = gr.HighlightedText(
                 label="Sentence by sentence",
                 color_map=SENTENCE_COLORS,
@@ -348,13 +380,19 @@ def build_demo(model_dir: Path) -> gr.Blocks:
             [file_summary, chart, file_table, download],
             api_name="classify_file",
         )
+        send.click(
+            lambda text, shown, label: correction(feedback_dir, text, shown, label),
+            [review, result, corrected],
+            thanks,
+            api_visibility="private",
+        )
         why_button.click(
             lambda text: gr.update(value=word_view(text, model_dir), visible=True),
             review,
             why,
             api_visibility="private",
         )
-        clear.add([review, result, read, by_sentence, why])
+        clear.add([review, result, read, by_sentence, why, corrected, thanks])
         # Re-checked on every page view, so a model trained after start-up is noticed.
         demo.load(
             lambda: (model_notice(model_dir), *about_model(model_dir)),
@@ -366,7 +404,7 @@ def build_demo(model_dir: Path) -> gr.Blocks:
     return demo
 
 
-demo = build_demo(infer.model_dir_from_env())
+demo = build_demo(infer.model_dir_from_env(), feedback_dir_from_env())
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")

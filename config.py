@@ -57,6 +57,13 @@ class TrainConfig:
             "(columns text, label), or an extracted aclImdb folder"
         },
     )
+    extra_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "a .csv or .jsonl of more labelled reviews (text and label, or the app's "
+            "feedback file) added to the training split only"
+        },
+    )
     short_data: str | None = field(
         default=None,
         metadata={
@@ -152,8 +159,10 @@ def saved_config(saved: dict[str, Any], where: str, **overrides: Any) -> TrainCo
     42
     """
     names = {spec.name for spec in dataclasses.fields(TrainConfig)}
-    if set(saved) != names:
-        differ = sorted(set(saved) ^ names)
+    # A setting added later with a default of None (an optional input) was simply not used.
+    optional = {spec.name for spec in dataclasses.fields(TrainConfig) if spec.default is None}
+    if set(saved) - names or (names - set(saved)) - optional:
+        differ = sorted((set(saved) ^ names) - optional)
         raise UsageError(
             f"{where} was trained by another version of this project (its settings differ in "
             f"{', '.join(differ)}); retrain it with python main.py."

@@ -137,6 +137,41 @@ def load_short_sets(folder: str) -> dict[str, Any]:
     return sets
 
 
+def load_extra(file: str, labels: tuple[str, ...]) -> Any:
+    """More labelled reviews for training: a .csv or .jsonl with `text` and `label` (0/1 or a
+    label name), or the app's feedback file (`corrected` as the label), checked.
+
+    >>> len(load_extra("feedback/feedback.csv", ("NEGATIVE", "POSITIVE")))  # doctest: +SKIP
+    12
+    """
+    path = Path(file).expanduser()
+    if path.suffix not in (".csv", ".jsonl") or not path.is_file():
+        raise UsageError(f"--extra-data {file}: no such .csv or .jsonl file.")
+    from datasets import Dataset
+
+    frame = _read_file(path).to_pandas()
+    if "label" not in frame.columns and "corrected" in frame.columns:
+        frame = frame.rename(columns={"corrected": "label"})
+    if "label" in frame.columns:
+        ids = {name.upper(): i for i, name in enumerate(labels)} | {"0": 0, "1": 1}
+        frame["label"] = [ids.get(str(label).strip().upper(), label) for label in frame["label"]]
+    dataset = Dataset.from_pandas(frame, preserve_index=False)
+    check_data(dataset, f"--extra-data {file}")
+    return dataset.select_columns(["text", "label"])
+
+
+def add_extra(splits: dict[str, Any], extra: Any, seed: int) -> tuple[dict[str, Any], int]:
+    """`splits` with `extra` added to the training split, shuffled, and how many extra rows
+    were dropped because their text is a validation or test review (never trained on)."""
+    from datasets import concatenate_datasets
+
+    held_out = set(splits["validation"]["text"]) | set(splits["test"]["text"])
+    kept = extra.filter(lambda row: row["text"] not in held_out)
+    train = splits["train"].select_columns(["text", "label"]).cast(kept.features)
+    merged = concatenate_datasets([train, kept]).shuffle(seed=seed)
+    return splits | {"train": merged}, len(extra) - len(kept)
+
+
 def check_data(dataset: Any, where: str) -> None:
     """Raise UsageError unless `dataset` has non-empty `text` and 0/1 `label` columns."""
     missing = [name for name in ("text", "label") if name not in dataset.column_names]

@@ -25,10 +25,12 @@ import numpy as np
 from calibrate import write_calibration
 from config import LABELS, TrainConfig, UsageError, check_config
 from data import (
+    add_extra,
     fingerprint,
     hub_reachable,
     hub_unreachable,
     load_data,
+    load_extra,
     load_short_sets,
     make_splits,
 )
@@ -289,7 +291,17 @@ def run(config: TrainConfig) -> dict[str, Any]:
 
     started = time.perf_counter()
     check_config(config)
+    extra = load_extra(config.extra_data, LABELS) if config.extra_data else None
     splits = make_splits(load_data(config.data), config)
+    if extra is not None:
+        splits, dropped = add_extra(splits, extra, config.seed)
+        logger.info(
+            "Extra data %s: %s reviews added to the training split (%s dropped: they are "
+            "validation or test reviews)",
+            config.extra_data,
+            f"{len(extra) - dropped:,}",
+            dropped,
+        )
     short_sets = load_short_sets(config.short_data) if config.short_data else {}
     sizes = {name: len(split) for name, split in splits.items()}
     logger.info(

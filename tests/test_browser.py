@@ -6,7 +6,9 @@ a browser of its own.
 
 from __future__ import annotations
 
+import csv
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 import app
 import infer
 
+FEEDBACK = Path(tempfile.mkdtemp(prefix="feedback-"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="needs Chromium: apt-get install chromium"
@@ -25,7 +28,7 @@ def page(model_dir, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     infer.reset()
-    demo = app.build_demo(model_dir)
+    demo = app.build_demo(model_dir, FEEDBACK)
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -89,3 +92,17 @@ def test_a_file_is_classified_and_its_results_downloaded(page, tmp_path):
     assert lines[0].startswith("text,label,NEGATIVE,POSITIVE,unsure,note")
     assert len(lines) == 3
     page.screenshot(path=tmp_path / "files.png", full_page=True)
+
+
+def test_a_wrong_label_marked_on_the_page_lands_in_the_feedback_file(page):
+    page.get_by_role("tab", name="Classify").click()
+    page.locator("#review textarea").fill("awful dull boring plot")
+    page.get_by_role("button", name="Submit").click()
+    page.locator("#details").get_by_text("Negative", exact=False).first.wait_for(timeout=20_000)
+    page.locator("#feedback").get_by_text("POSITIVE").click()
+    page.locator("#feedback").get_by_role("button", name="Send").click()
+    page.locator("#thanks").get_by_text("Thanks: saved as positive.").wait_for(timeout=20_000)
+    with open(FEEDBACK / "feedback.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[-1]["text"] == "awful dull boring plot"
+    assert (rows[-1]["predicted"], rows[-1]["corrected"]) == ("NEGATIVE", "POSITIVE")
