@@ -20,7 +20,7 @@ from utils import STRATEGIES, TRAIN_STRATEGIES, check_strategy
 # Class names by label id: the data's 0 is a negative review, 1 a positive one. They go into the
 # model config (id2label), and every reader of the model takes them from there.
 LABELS = ("NEGATIVE", "POSITIVE")
-POOLINGS = ("mean", "cls")
+POOLINGS = ("auto", "mean", "cls")
 HEAD_INITS = ("probe", "random")
 REPORT_TO = ("none", "tensorboard")
 
@@ -88,10 +88,10 @@ class TrainConfig:
         },
     )
     pooling: str = field(
-        default="mean",
+        default="auto",
         metadata={
-            "help": "what the head reads: mean of the token states, or cls (the base model's "
-            "own head on its first token)"
+            "help": "what the head reads: mean of the token states, cls (the base model's own "
+            "head: a folder any pipeline loads), or auto (mean for sentence-transformers bases)"
         },
     )
     head_init: str = field(

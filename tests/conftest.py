@@ -63,7 +63,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised DistilBERT of about 5,000 parameters with a matching tokenizer."""
+    """A randomly initialised DistilBERT of about 5,000 parameters with a matching tokenizer,
+    marked as a sentence-transformers model."""
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizer, set_seed
 
     folder = tmp_path_factory.mktemp("base")
@@ -75,6 +76,9 @@ def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     DistilBertModel(config).save_pretrained(folder)
     vocab = {token: i for i, token in enumerate(VOCAB)}
     DistilBertTokenizer(vocab=vocab, model_max_length=64).save_pretrained(folder)
+    # Marked as a sentence-transformers model, as all-MiniLM-L6-v2 is: --pooling auto reads it
+    # by the mean of its token states (tests/test_pooling.py trains an unmarked one too).
+    (folder / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "x"}]')
     return folder
 
 

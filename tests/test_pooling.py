@@ -98,8 +98,33 @@ def test_the_folder_loads_without_the_project(model_dir, tmp_path):
     elsewhere = {row["label"]: row["score"] for row in loaded["scores"]}
     # Without the project's cleaning, head+tail cut and calibration, a short clean review reads
     # the same as the raw model.
-    (ours,) = infer.load(model_dir, calibration=infer.Calibration()).predict([review])
+    plain = infer.load(model_dir, calibration=infer.Calibration(), backend="torch")
+    (ours,) = plain.predict([review])
     assert elsewhere == pytest.approx(ours, abs=1e-5)
+
+
+PLAIN_PIPELINE = """
+import json, sys
+from transformers import pipeline
+print(json.dumps(pipeline("text-classification", model=sys.argv[1])("great film", top_k=None)))
+"""
+
+
+def test_auto_pooling_gives_a_plain_base_the_standard_architecture(tmp_path, base_model, data_dir):
+    plain_base = tmp_path / "plain-base"
+    shutil.copytree(base_model, plain_base)
+    (plain_base / "modules.json").unlink()  # a base like distilbert-base-uncased
+    output = train_in_process(tmp_path, plain_base, data_dir, "--epochs", "1")
+    config = json.loads((output / "config.json").read_text())
+    assert config["architectures"] == ["DistilBertForSequenceClassification"]
+    assert json.loads((output / "metrics.json").read_text())["config"]["pooling"] == "cls"
+    result = subprocess.run(  # no trust_remote_code, not the repository
+        [sys.executable, "-c", PLAIN_PIPELINE, str(output)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = {row["label"] for row in json.loads(result.stdout.strip().splitlines()[-1])}
+    assert labels == {"NEGATIVE", "POSITIVE"}
 
 
 @pytest.fixture(scope="module")

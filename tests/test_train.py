@@ -346,7 +346,7 @@ def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
             "--inference-truncation takes head, head+tail, sliding, got 'middle'",
         ),
         (["--head-init", "zero"], "--head-init takes probe, random, got 'zero'"),
-        (["--pooling", "max"], "--pooling takes mean, cls, got 'max'"),
+        (["--pooling", "max"], "--pooling takes auto, mean, cls, got 'max'"),
         (["--learning-rate", "0"], "--learning-rate must be positive, got 0.0"),
     ],
 )
