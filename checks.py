@@ -1,4 +1,5 @@
-"""Warnings for text the model was not trained for, each saying what the visitor can do.
+"""What text the model is given: the input rules every entry point applies (`check_texts`),
+and warnings for text it was not trained for, each saying what the visitor can do.
 
     >>> text_warnings("Ce film est magnifique, je l'ai adoré.")
     ['This reads as French (fr), not English: the model was trained on English reviews ...']
@@ -13,10 +14,14 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from utils import clean_text
+from utils import clean_text, has_words
 
+# Longest text accepted, in characters (about 100 KB of English; 7x IMDB's longest review).
+# Past `utils.MAX_CHARS` a text is read only in part, and every answer says so.
+MAX_REVIEW_CHARS = 100_000
 MIN_WORDS = 3  # a word or two ("Boring.", "Loved it!") is little to go on
 # py3langid's normalised probability. Short English often scores low for every language
 # ("Not bad at all.": en 0.25), so only a confident other language warns.
@@ -86,3 +91,35 @@ _NAMES = {
     "pl": "Polish",
     "sv": "Swedish",
 }
+
+
+def check_texts(texts: str | Sequence[str]) -> list[str]:
+    """`texts` as a list of reviews, or TypeError / ValueError saying which review is wrong and
+    what to do: one string or a list of strings, each with words, at most MAX_REVIEW_CHARS long.
+
+    >>> check_texts("Loved it!")
+    ['Loved it!']
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    if isinstance(texts, Mapping | bytes) or not isinstance(texts, Iterable):
+        raise TypeError(
+            f"Give a review as a string, or a list of strings; got {type(texts).__name__}."
+        )
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"Review {i} is a {type(text).__name__}: give its text as a string.")
+        if not text.strip():
+            raise ValueError(f"Review {i} is empty: give the text of a movie review.")
+        if len(text) > MAX_REVIEW_CHARS:
+            raise ValueError(
+                f"Review {i} is {len(text):,} characters long, over the limit of "
+                f"{MAX_REVIEW_CHARS:,}: paste the review alone, or split it into parts."
+            )
+        if not has_words(text):
+            raise ValueError(
+                f"Review {i} has no words to read (only symbols, digits, emoji or invisible "
+                "characters): write a sentence or two about the film."
+            )
+    return texts

@@ -168,3 +168,33 @@ def saved_config(saved: dict[str, Any], where: str, **overrides: Any) -> TrainCo
             f"{', '.join(differ)}); retrain it with python main.py."
         )
     return TrainConfig(**saved | {k: v for k, v in overrides.items() if v is not None})
+
+
+# Files and model-card metadata by which a base says it was pretrained to be read by the mean
+# of its token states (sentence-transformers: modules.json names its pooling module).
+SENTENCE_MARKERS = ("modules.json", "config_sentence_transformers.json", "1_Pooling/config.json")
+
+
+def resolve_pooling(config: TrainConfig) -> TrainConfig:
+    """`config` with `--pooling auto` made explicit: `mean` for a base pretrained with mean
+    pooling (all-MiniLM-L6-v2: 87.0% against 85.8% with its own head, benchmarks/README.md),
+    `cls` otherwise, so `distilbert-base-uncased` gives a folder any `pipeline()` loads."""
+    if config.pooling != "auto":
+        return config
+    return dataclasses.replace(config, pooling="mean" if mean_pooled(config.model) else "cls")
+
+
+def mean_pooled(model: str) -> bool:
+    """Whether the base `model` (a folder or a Hub name) is a sentence-transformers model."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        card = folder / "README.md"
+        tagged = card.is_file() and "library_name: sentence-transformers" in card.read_text()
+        return tagged or any((folder / name).is_file() for name in SENTENCE_MARKERS)
+    from data import hub_reachable  # data imports this module
+
+    if not hub_reachable():
+        return False  # load_base then says the Hub is unreachable
+    from huggingface_hub import file_exists
+
+    return file_exists(model, SENTENCE_MARKERS[0])

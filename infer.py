@@ -16,14 +16,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from checks import text_warnings
+from checks import MAX_REVIEW_CHARS, check_texts, text_warnings
 from model_folder import (
     BACKENDS,
     ModelNotFoundError,
@@ -39,7 +39,6 @@ from utils import (
     Calibration,
     check_strategy,
     encode,
-    has_words,
     served_probabilities,
     top_label,
 )
@@ -63,9 +62,6 @@ __all__ = [  # the serving API; the app and the CLI use nothing else
 ]
 
 DEFAULT_MODEL_DIR = "model"
-# Longest text accepted, in characters (about 100 KB of English; 7x IMDB's longest review).
-# Past `utils.MAX_CHARS` a text is read only in part, and every answer says so.
-MAX_REVIEW_CHARS = 100_000
 
 
 def model_dir_from_env() -> Path:
@@ -238,38 +234,6 @@ class Classifier:
                 attention_mask=torch.from_numpy(attention_mask).to(device),
             )
         return out.logits.double().cpu().numpy()
-
-
-def check_texts(texts: str | Sequence[str]) -> list[str]:
-    """`texts` as a list of reviews, or TypeError / ValueError saying which review is wrong and
-    what to do: one string or a list of strings, each with words, at most MAX_REVIEW_CHARS long.
-
-    >>> check_texts("Loved it!")
-    ['Loved it!']
-    """
-    if isinstance(texts, str):
-        texts = [texts]
-    if isinstance(texts, Mapping | bytes) or not isinstance(texts, Iterable):
-        raise TypeError(
-            f"Give a review as a string, or a list of strings; got {type(texts).__name__}."
-        )
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"Review {i} is a {type(text).__name__}: give its text as a string.")
-        if not text.strip():
-            raise ValueError(f"Review {i} is empty: give the text of a movie review.")
-        if len(text) > MAX_REVIEW_CHARS:
-            raise ValueError(
-                f"Review {i} is {len(text):,} characters long, over the limit of "
-                f"{MAX_REVIEW_CHARS:,}: paste the review alone, or split it into parts."
-            )
-        if not has_words(text):
-            raise ValueError(
-                f"Review {i} has no words to read (only symbols, digits, emoji or invisible "
-                "characters): write a sentence or two about the film."
-            )
-    return texts
 
 
 def load(

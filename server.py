@@ -31,7 +31,7 @@ MAX_TEXTS = 64  # reviews per REST request; more go in several requests
 # One forward pass at a time, page and REST alike: on 2 cores, two at once each run at half
 # speed and both visitors wait longer.
 MODEL_LOCK = threading.Lock()
-log = logging.getLogger("app")
+log = logging.getLogger(__name__)
 
 
 class PredictRequest(BaseModel):

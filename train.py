@@ -16,14 +16,14 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from calibrate import write_calibration
-from config import LABELS, TrainConfig, UsageError, check_config
+from config import LABELS, TrainConfig, UsageError, check_config, resolve_pooling
 from data import (
     add_extra,
     fingerprint,
@@ -52,34 +52,6 @@ WEIGHT_DECAY = 0.01  # AdamW's, on every weight but biases and LayerNorm
 # best of 17 recipes (benchmarks/README.md, "Recipe search"); steps without masks are cheaper.
 DROPOUT = 0.0
 TENSORBOARD_DIR = Path("runs")
-
-
-# Files and model-card metadata by which a base says it was pretrained to be read by the mean
-# of its token states (sentence-transformers: modules.json names its pooling module).
-SENTENCE_MARKERS = ("modules.json", "config_sentence_transformers.json", "1_Pooling/config.json")
-
-
-def resolve_pooling(config: TrainConfig) -> TrainConfig:
-    """`config` with `--pooling auto` made explicit: `mean` for a base pretrained with mean
-    pooling (all-MiniLM-L6-v2: 87.0% against 85.8% with its own head, benchmarks/README.md),
-    `cls` otherwise, so `distilbert-base-uncased` gives a folder any `pipeline()` loads."""
-    if config.pooling != "auto":
-        return config
-    return replace(config, pooling="mean" if mean_pooled(config.model) else "cls")
-
-
-def mean_pooled(model: str) -> bool:
-    """Whether the base `model` (a folder or a Hub name) is a sentence-transformers model."""
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        card = folder / "README.md"
-        tagged = card.is_file() and "library_name: sentence-transformers" in card.read_text()
-        return tagged or any((folder / name).is_file() for name in SENTENCE_MARKERS)
-    if not hub_reachable():
-        return False  # load_base then says the Hub is unreachable
-    from huggingface_hub import file_exists
-
-    return file_exists(model, SENTENCE_MARKERS[0])
 
 
 def load_base(config: TrainConfig) -> tuple[Any, Any]:
