@@ -64,6 +64,13 @@ class TrainConfig:
             "feedback file) added to the training split only"
         },
     )
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={
+            "help": "also publish the model folder, with its card, to this Hub repository "
+            "(owner/name); checked before training"
+        },
+    )
     short_data: str | None = field(
         default=None,
         metadata={

@@ -28,6 +28,7 @@ from model_folder import (
     BACKENDS,
     ModelNotFoundError,
     check_model_dir,
+    fetch_model,
     labels_and_reading,
     read_folder,
 )
@@ -56,6 +57,7 @@ __all__ = [  # the serving API; the app and the CLI use nothing else
     "get_classifier",
     "load",
     "model_dir_from_env",
+    "model_id_from_env",
     "predict",
     "reset",
     "served_probabilities",
@@ -67,6 +69,12 @@ DEFAULT_MODEL_DIR = "model"
 def model_dir_from_env() -> Path:
     """The folder the app and CLI serve: `$MODEL_DIR`, else `model`."""
     return Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR))
+
+
+def model_id_from_env() -> str | None:
+    """`$MODEL_ID`: a Hub model repository to fill the served folder from when it has no
+    model (a Space's first start); None when unset."""
+    return os.environ.get("MODEL_ID") or None
 
 
 @dataclass(frozen=True)
@@ -271,11 +279,23 @@ _loaded: dict[Path, Classifier] = {}
 
 
 def get_classifier(model_dir: str | Path | None = None) -> Classifier:
-    """The classifier for `model_dir` (default `$MODEL_DIR`), loaded on first use, then reused."""
+    """The classifier for `model_dir` (default `$MODEL_DIR`), loaded on first use, then reused.
+    With `$MODEL_ID` set, the served folder is first downloaded from the Hub if it has no model."""
     path = Path(model_dir) if model_dir is not None else model_dir_from_env()
     if path not in _loaded:
+        model_id = model_id_from_env()
+        if model_id and path == model_dir_from_env() and not _holds_model(path):
+            fetch_model(model_id, path)  # once: afterwards the folder holds it
         _loaded[path] = load(path)
     return _loaded[path]
+
+
+def _holds_model(path: Path) -> bool:
+    try:
+        check_model_dir(path)
+    except ModelNotFoundError:
+        return False
+    return True
 
 
 def reset() -> None:

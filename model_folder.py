@@ -69,6 +69,23 @@ def read_calibration(folder: Path) -> Calibration:
     return calibration
 
 
+def fetch_model(repo_id: str, folder: Path) -> Path:
+    """Download the Hub model repository `repo_id` into `folder` (files already there and
+    unchanged are kept), or ModelNotFoundError saying plainly that the Hub is out of reach."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, local_dir=folder)
+    except (OSError, ValueError) as error:  # unreachable, no such repository, a bad id
+        raise ModelNotFoundError(
+            f"MODEL_ID {repo_id}: could not download it from the Hugging Face Hub "
+            f"({_first_line(error)}). Without the Hub, unset MODEL_ID and set MODEL_DIR to a "
+            "model folder trained with `python main.py`."
+        ) from error
+    log.info("Model %s downloaded into %s/", repo_id, folder)
+    return folder
+
+
 def read_folder(
     model_dir: str | Path, backend: str, calibration: Calibration | None
 ) -> tuple[Path, Any, dict[str, Any], Calibration, Any]:

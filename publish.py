@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from config import LABELS
+from config import LABELS, UsageError
 from onnx_backend import export
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
@@ -43,6 +43,38 @@ def publish(write: Callable[[Path], None], output_dir: Path) -> None:
         _swap(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after a swap, the old model lies here
+
+
+def check_push(repo_id: str) -> None:
+    """Raise UsageError, before any training, if `--push-to-hub repo_id` could not succeed."""
+    from huggingface_hub import get_token
+
+    from data import hub_reachable
+
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise UsageError(f"--push-to-hub {repo_id}: name a Hub repository as owner/name.")
+    if not hub_reachable():
+        raise UsageError(
+            f"--push-to-hub {repo_id}: the Hugging Face Hub is unreachable from here, so the "
+            "model could not be pushed after training. Train without --push-to-hub, then "
+            f"push the folder from a machine that reaches the Hub: hf upload {repo_id} model/"
+        )
+    if get_token() is None:
+        raise UsageError(
+            f"--push-to-hub {repo_id}: no Hugging Face token here; run `hf auth login` (or "
+            "set HF_TOKEN), then train again."
+        )
+
+
+def push(folder: Path, repo_id: str) -> str:
+    """Upload the published `folder` (weights, ONNX model, card, reports) to the Hub model
+    repository `repo_id`, made if new; returns its URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    url = api.create_repo(repo_id, repo_type="model", exist_ok=True)
+    api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message="Publish the model")
+    return str(url)
 
 
 def verify(folder: Path) -> None:

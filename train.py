@@ -36,7 +36,7 @@ from data import (
 )
 from plots import truncated_share
 from probe import classifier_layer, probe_head
-from publish import publish
+from publish import check_push, publish, push
 from report import write_reports
 from scoring import EVAL_BATCH_SIZE, calibrated, test_split, validation_metrics
 from utils import HEAD_FRACTION, encode, looks_like_path
@@ -291,6 +291,8 @@ def run(config: TrainConfig) -> dict[str, Any]:
 
     started = time.perf_counter()
     check_config(config)
+    if config.push_to_hub:
+        check_push(config.push_to_hub)
     config = resolve_pooling(config)
     extra = load_extra(config.extra_data, LABELS) if config.extra_data else None
     splits = make_splits(load_data(config.data), config)
@@ -349,6 +351,15 @@ def run(config: TrainConfig) -> dict[str, Any]:
         write_results(folder, report, rows)
 
     publish(write, Path(config.output_dir))
+    if config.push_to_hub:
+        try:
+            logger.info("Pushed to %s", push(Path(config.output_dir), config.push_to_hub))
+        except OSError as error:  # the Hub's HTTP and connection errors
+            raise UsageError(
+                f"--push-to-hub {config.push_to_hub}: the model is published in "
+                f"{config.output_dir}/, but the upload failed ({error}). Push it with: "
+                f"hf upload {config.push_to_hub} {config.output_dir}/"
+            ) from error
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the model folder replaces them
     return report
 
