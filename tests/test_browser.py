@@ -17,6 +17,8 @@ import app
 import infer
 
 FEEDBACK = Path(tempfile.mkdtemp(prefix="feedback-"))
+# Kept after the run for CI to collect as artefacts (git-ignored).
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="needs Chromium: apt-get install chromium"
@@ -35,6 +37,7 @@ def page(model_dir, tmp_path_factory):
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
+        SCREENSHOTS.mkdir(exist_ok=True)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(url)
         yield page
@@ -42,7 +45,7 @@ def page(model_dir, tmp_path_factory):
     demo.close()
 
 
-def test_typed_review_shows_confidence_bars(page, tmp_path):
+def test_typed_review_shows_confidence_bars(page):
     page.locator("#review textarea").fill("great wonderful superb film")
     page.get_by_role("button", name="Submit").click()
     sentiment = page.locator("#sentiment")
@@ -51,7 +54,7 @@ def test_typed_review_shows_confidence_bars(page, tmp_path):
     assert "POSITIVE" in text and "NEGATIVE" in text and "%" in text
     coverage = page.locator("#details")
     coverage.get_by_text("Read all 6 tokens").wait_for(timeout=20_000)
-    page.screenshot(path=tmp_path / "classify.png")
+    page.screenshot(path=SCREENSHOTS / "classify.png")
 
 
 def test_about_tab_shows_the_results_table(page):
@@ -61,7 +64,7 @@ def test_about_tab_shows_the_results_table(page):
     assert "base model, untrained head" in about.inner_text()
 
 
-def test_why_and_sentence_by_sentence_show_in_place(page, tmp_path):
+def test_why_and_sentence_by_sentence_show_in_place(page):
     page.get_by_role("tab", name="Classify").click()
     page.locator("#review textarea").fill("great wonderful superb film. awful dull boring plot.")
     page.get_by_role("button", name="Submit").click()
@@ -72,7 +75,7 @@ def test_why_and_sentence_by_sentence_show_in_place(page, tmp_path):
     why = page.locator("#why")
     why.get_by_text("superb").wait_for(timeout=20_000)
     assert "boring" in why.inner_text()
-    page.screenshot(path=tmp_path / "why.png", full_page=True)
+    page.screenshot(path=SCREENSHOTS / "why.png", full_page=True)
 
 
 def test_a_file_is_classified_and_its_results_downloaded(page, tmp_path):
@@ -91,7 +94,7 @@ def test_a_file_is_classified_and_its_results_downloaded(page, tmp_path):
     lines = saved.read_text().splitlines()
     assert lines[0].startswith("text,label,NEGATIVE,POSITIVE,unsure,note")
     assert len(lines) == 3
-    page.screenshot(path=tmp_path / "files.png", full_page=True)
+    page.screenshot(path=SCREENSHOTS / "files.png", full_page=True)
 
 
 def test_a_wrong_label_marked_on_the_page_lands_in_the_feedback_file(page):
