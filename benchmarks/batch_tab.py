@@ -3,8 +3,9 @@
     python benchmarks/batch_tab.py --model-dir model --data ../shared/data/imdb --reviews 1000
 
 Writes the benchmark's balanced IMDB test reviews to a CSV, uploads it to the page's
-`/classify_file` (the app launched in this process, through `gradio_client`), and times the
-call end to end; then times `infer.load(model_dir).classify` on the same list. Prints both.
+`/classify_file` (`python app.py` in its own process, as `load.py` starts it, driven through
+`gradio_client`), and times the call end to end; then, with the app stopped, times
+`infer.load(model_dir).classify` on the same list. Prints both.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference import reviews
+from load import start_app
 
-import app
 import infer
 
 
@@ -34,19 +35,18 @@ def main() -> int:
     from gradio_client import Client, handle_file
 
     texts, _ = reviews(args.data, args.reviews)
-    demo = app.build_demo(args.model_dir)
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(url, verbose=False)
-        client.predict("A warm-up review.", api_name="/predict")
-        with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, open(Path(folder) / "log", "w") as log:
+        process, url, _ = start_app(args.model_dir.absolute(), log)
+        try:
+            client = Client(url, verbose=False)
             path = Path(folder) / "reviews.csv"
             pd.DataFrame({"text": texts}).to_csv(path, index=False)
             started = time.perf_counter()
             summary, *_ = client.predict(handle_file(str(path)), api_name="/classify_file")
             tab = time.perf_counter() - started
-    finally:
-        demo.close()
+        finally:
+            process.terminate()
+            process.wait(30)
     classifier = infer.load(args.model_dir)
     started = time.perf_counter()
     classifier.classify(texts)
