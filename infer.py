@@ -7,7 +7,9 @@
     9
 
 CLI: `python infer.py [--model-dir DIR] [--truncation STRATEGY] [--backend B] [--json] TEXT...`,
-or one review per line on stdin. Loading a folder is `model_folder.py`'s.
+or one review per line on stdin. Loading a folder is `model_folder.py`'s, the input rules
+`checks.py`'s; the rest (about 370 lines, past the usual 350) is the serving API in one place:
+Prediction, Classifier, load, the cached default classifier, the CLI.
 """
 
 from __future__ import annotations
