@@ -4,8 +4,9 @@
     GET  /healthz                            200 after a real forward pass; 503 and why if not
     GET  /docs                               the OpenAPI docs
 
-Both APIs share one model (`MODEL_LOCK`: one forward pass at a time) and one limit on waiting
-requests; past it, a fast 503 with a message.
+Both APIs share one model (`MODEL_LOCK`: one forward pass at a time) and the same limit on
+waiting requests, `MAX_QUEUE` each (the page's through Gradio's queue, REST's here); past it,
+a fast 503 with a message.
 """
 
 from __future__ import annotations
