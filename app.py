@@ -30,7 +30,7 @@ import feedback
 import infer
 from guard import MAX_UPLOAD
 from server import MAX_QUEUE, MODEL_LOCK, serve
-from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, has_words, top_label
+from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, top_label
 
 TITLE = "Movie review sentiment"
 DESCRIPTION = (
@@ -73,22 +73,29 @@ def classify(text: Any, model_dir: Path) -> tuple[dict[str, float], str]:
     """Label probabilities for one review (for `gr.Label`) and Markdown with the verdict in
     words, any warning about the text, and how much of it the model read. A blank box, a
     non-string or a text the model cannot read gets a friendly error."""
+    text = readable_review(text)
+    classifier = classifier_or_error(model_dir)
+    with MODEL_LOCK:
+        (prediction,) = classifier.classify([text])
+    return prediction.scores, details(prediction, classifier)
+
+
+def readable_review(text: Any) -> str:
+    """`text` if the model can read it (`infer.check_texts`), else a gr.Error saying why."""
     if not isinstance(text, str) or not text.strip():
         raise gr.Error(
             "Type or paste a movie review first.",
             title="Nothing to classify",
             print_exception=False,
         )
-    classifier = classifier_or_error(model_dir)
     try:
-        with MODEL_LOCK:
-            (prediction,) = classifier.classify([text])
+        infer.check_texts([text])
     except ValueError as error:
         message = str(error).removeprefix("Review 0 ")
         raise gr.Error(
             f"The review {message}", title="Cannot read this", print_exception=False
         ) from None
-    return prediction.scores, details(prediction, classifier)
+    return text
 
 
 def classifier_or_error(model_dir: Path) -> infer.Classifier:
@@ -101,8 +108,10 @@ def classifier_or_error(model_dir: Path) -> infer.Classifier:
 
 def sentence_view(text: Any, model_dir: Path) -> list[tuple[str, str | None]]:
     """Each sentence with its label, for a review of two or more; [] otherwise."""
-    if not isinstance(text, str) or not has_words(text) or len(text) > infer.MAX_REVIEW_CHARS:
-        return []
+    try:
+        text = readable_review(text)
+    except gr.Error:
+        return []  # the verdict's own event has said why
     classifier = classifier_or_error(model_dir)
     with MODEL_LOCK:
         return explain.sentence_labels(classifier, text)
@@ -111,12 +120,7 @@ def sentence_view(text: Any, model_dir: Path) -> list[tuple[str, str | None]]:
 def word_view(text: Any, model_dir: Path) -> list[tuple[str, float | None]]:
     """Each word with its push toward negative (> 0, red) or positive (< 0, purple), at most 1
     in size: `explain.word_scores` negated for Gradio's colours."""
-    if not isinstance(text, str) or not has_words(text):
-        raise gr.Error("Type or paste a movie review first.", print_exception=False)
-    if len(text) > infer.MAX_REVIEW_CHARS:
-        raise gr.Error(
-            f"The review is over {infer.MAX_REVIEW_CHARS:,} characters.", print_exception=False
-        )
+    text = readable_review(text)
     classifier = classifier_or_error(model_dir)
     with MODEL_LOCK:
         scores = explain.word_scores(classifier, text, model_dir)

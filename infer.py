@@ -8,7 +8,7 @@
 
 CLI: `python infer.py [--model-dir DIR] [--truncation STRATEGY] [--backend B] [--json] TEXT...`,
 or one review per line on stdin. Loading a folder is `model_folder.py`'s, the input rules
-`checks.py`'s; the rest (about 370 lines, past the usual 350) is the serving API in one place:
+`checks.py`'s; the rest (about 375 lines, past the usual 350) is the serving API in one place:
 Prediction, Classifier, load, the cached default classifier, the CLI.
 """
 
@@ -172,7 +172,7 @@ class Classifier:
         ('NEGATIVE', 4, 4)
         """
         texts = check_texts(texts)
-        logits, encoded = self.window_logits(texts, batch_size, progress)
+        logits, encoded = self._window_logits(texts, batch_size, progress)
         temperatures = self.calibration.temperatures(encoded["tokens"])
         means = served_probabilities(logits, encoded["review"], temperatures)
         unsure = self.calibration.unsure(means).tolist()
@@ -204,7 +204,12 @@ class Classifier:
     ) -> tuple[np.ndarray, dict[str, list]]:
         """Raw logits (windows, labels) as float64, before calibration, and `utils.encode`'s
         output: `encoded["review"][i]` is the text window i belongs to."""
-        texts = check_texts(texts)
+        return self._window_logits(check_texts(texts), batch_size, progress)
+
+    def _window_logits(
+        self, texts: list[str], batch_size: int, progress: Callable[[int], object] | None
+    ) -> tuple[np.ndarray, dict[str, list]]:
+        """`window_logits` for texts `check_texts` has passed."""
         encoded = encode(self.tokenizer, texts, self.truncation, self.head_fraction)
         ids = encoded["input_ids"]
         if self.backend == "onnx":
