@@ -27,7 +27,7 @@ from utils import clean_text, split_sentences, windows
 # 16 take 3.0 s, 4 take 0.87 s (0.951). benchmarks/attributions.py.
 STEPS = 8
 _WORD = re.compile(r"\S+")
-_torch_models: dict[Path, Any] = {}
+_torch_models: dict[Path, tuple[Any, Any]] = {}  # folder: (ONNX model served, its weights)
 
 
 def sentence_labels(classifier: Any, text: str) -> list[tuple[str, str | None]]:
@@ -113,13 +113,18 @@ def _integrated_gradients(
 
 
 def _torch_model(classifier: Any, model_dir: Path | None) -> Any:
-    """The classifier's PyTorch model: its own, or its folder's loaded once when it serves ONNX."""
+    """The classifier's PyTorch model: its own, or its folder's loaded once when it serves ONNX.
+
+    Kept per folder with the ONNX model it was loaded beside: after `infer.reset()` and a
+    reload (a retrained folder), the next call loads the new weights instead of the old ones."""
     if classifier.backend == "torch":
         return classifier.model
     if model_dir is None:
         raise ValueError("An ONNX classifier needs its model_dir for word scores.")
-    if model_dir not in _torch_models:
+    served, model = _torch_models.get(model_dir, (None, None))
+    if served is not classifier.model:
         from model_folder import torch_model
 
-        _torch_models[model_dir] = torch_model(model_dir)
-    return _torch_models[model_dir]
+        model = torch_model(model_dir)
+        _torch_models[model_dir] = (classifier.model, model)
+    return model

@@ -57,3 +57,13 @@ def test_the_page_shows_words_with_spaces_between(model_dir):
     view = app.word_view("superb film", model_dir)
     assert [text for text, _ in view] == ["superb", " ", "film"]
     assert view[1][1] is None and view[0][1] < 0  # pushed toward positive: purple, below 0
+
+
+def test_a_reloaded_folder_gets_its_weights_read_again(model_dir):
+    # After retraining into the same folder, infer.reset() and a reload must not leave Why
+    # scoring with the weights loaded for the old model.
+    first = infer.load(model_dir)
+    weights = explain._torch_model(first, model_dir)
+    assert explain._torch_model(first, model_dir) is weights  # loaded once per served model
+    reloaded = infer.load(model_dir)
+    assert explain._torch_model(reloaded, model_dir) is not weights
