@@ -173,7 +173,7 @@ class Classifier:
         """
         texts = check_texts(texts)
         logits, encoded = self._window_logits(texts, batch_size, progress)
-        temperatures = self.calibration.temperatures(encoded["tokens"])
+        temperatures = self.calibration.temperatures(encoded)
         means = served_probabilities(logits, encoded["review"], temperatures)
         unsure = self.calibration.unsure(means).tolist()
         return [

@@ -51,11 +51,14 @@ def read_calibration(folder: Path) -> Calibration:
     """The calibration saved in `folder`, or ModelNotFoundError naming the fix."""
     try:
         saved = json.loads((folder / CALIBRATION_FILE).read_text())
+        # Saved since reviews read in several windows got their own temperature; None before.
+        windows = saved.get("windows_temperature")
         calibration = Calibration(
             float(saved["temperature"]),
             float(saved["short_temperature"]),
             int(saved["short_tokens"]),
             float(saved["unsure_below"]),
+            None if windows is None else float(windows),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ModelNotFoundError(
@@ -64,6 +67,7 @@ def read_calibration(folder: Path) -> Calibration:
             f"evaluate --model-dir {folder}`, or retrain it with `python main.py`."
         ) from error
     temperatures = (calibration.temperature, calibration.short_temperature)
+    temperatures += (calibration.windows_temperature or calibration.temperature,)
     if min(temperatures) <= 0 or not 0.5 <= calibration.unsure_below < 1:
         raise ModelNotFoundError(f"{folder}/{CALIBRATION_FILE} holds {saved}: retrain it.")
     return calibration

@@ -17,6 +17,7 @@ silently wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,9 @@ def export(model_dir: str | Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=".onnx-", dir=model_dir) as scratch:
         plain, fused, quantized = (Path(scratch) / n for n in ("plain", "fused", "int8"))
         export_onnx(model, plain)
-        fuse(plain, fused, model)
-        quantize(fused, quantized)
+        with _quiet_onnx_tools():
+            fuse(plain, fused, model)
+            quantize(fused, quantized)
         for made in (quantized, fused):
             _session(made)  # it loads: a broken file never replaces a good one
         os.replace(fused, model_dir / SHORT_FILE)
@@ -142,6 +144,22 @@ def export(model_dir: str | Path) -> Path:
         manifest.write_text(json.dumps({"sources": source_digest(model_dir)}, indent=2))
         os.replace(manifest, model_dir / MANIFEST_FILE)
     return model_dir / ONNX_FILE
+
+
+@contextlib.contextmanager
+def _quiet_onnx_tools() -> Iterator[None]:
+    """Keep ONNX Runtime's optimizer and quantizer out of `main.py`'s log: at INFO they log
+    every fusion and every tensor (about 70 lines a model), and on the root logger advice that
+    does not apply to dynamic INT8. Errors still show."""
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def export_onnx(model: Any, path: Path) -> None:

@@ -254,10 +254,12 @@ def calibration_section(report: dict[str, Any]) -> str:
     lines = [
         "### Calibration",
         "",
-        f"Probabilities are scaled by a temperature of {fit['temperature']:.2f}, and of "
-        f"{fit['short_temperature']:.2f} for texts of at most {fit['short_tokens']} tokens, "
-        f"fitted on {fit['texts']:,} held-out training texts (the validation reviews and a "
-        f"snippet of each). Below {fit['unsure_below']:.0%} confidence a review reads as mixed "
+        f"Probabilities are scaled by a temperature of {fit['temperature']:.2f}, of "
+        f"{fit.get('windows_temperature') or fit['temperature']:.2f} for reviews read in "
+        f"several windows and of {fit['short_temperature']:.2f} for texts of at most "
+        f"{fit['short_tokens']} tokens, fitted on {fit['texts']:,} held-out training texts "
+        f"(the validation reviews, a snippet of each and {fit.get('short_reviews', 0):,} short "
+        f"reviews). Below {fit['unsure_below']:.0%} confidence a review reads as mixed "
         f"or unclear: the answers above it were right {fit['target_accuracy']:.0%} of the time "
         "there.",
         "",

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from calibrate import calibration_data, fit_calibration
-from utils import positive_probability, served_probabilities
+from utils import Calibration, encode, positive_probability, served_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
         logits, encoded = classifier.window_logits(split["text"], EVAL_BATCH_SIZE, bar.update)
     seconds = time.perf_counter() - started
     calibration = classifier.calibration
-    temperatures = calibration.temperatures(encoded["tokens"])
+    temperatures = calibration.temperatures(encoded)
     probs = served_probabilities(logits, encoded["review"], temperatures)
     raw = served_probabilities(logits, encoded["review"], 1.0)
     metrics = score(split["label"], probs[:, 1])
@@ -76,15 +76,26 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
     return {"reviews": len(split)} | metrics | timing, rows
 
 
-def calibrated(classifier: Any, validation: Any, seed: int) -> tuple[Any, dict[str, Any]]:
-    """`classifier` with its calibration fitted on the validation reviews and a snippet of
-    each (`calibrate.py`), and a summary of the fit for metrics.json."""
-    calibration, fit = fit_calibration(classifier, *calibration_data(validation, seed))
+def calibrated(
+    classifier: Any, validation: Any, seed: int, short: dict[str, list] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """`classifier` with its calibration fitted on the validation reviews, a snippet of each
+    and the held-out `short` reviews (`data.short_reviews`) of at most 64 tokens
+    (`calibrate.py`), and a summary of the fit for metrics.json."""
+    short = short or {"text": [], "label": []}
+    tokens = encode(classifier.tokenizer, short["text"])["tokens"] if short["text"] else []
+    keep = [i for i, n in enumerate(tokens) if n <= Calibration.short_tokens]
+    short = {key: [short[key][i] for i in keep] for key in ("text", "label")}
+    calibration, fit = fit_calibration(classifier, *calibration_data(validation, seed, short))
+    fit["short_reviews"] = len(keep)
     logger.info(
-        "Calibrated on %d validation texts: temperature %.2f (%.2f for texts of at most %d "
-        "tokens), unsure below %.0f%% (%.0f%% of them)",
+        "Calibrated on %d held-out texts (%d of them short reviews): temperature %.2f (%.2f "
+        "for reviews read in several windows, %.2f for texts of at most %d tokens), unsure "
+        "below %.0f%% (%.0f%% of them)",
         fit["texts"],
+        fit["short_reviews"],
         calibration.temperature,
+        calibration.windows_temperature,
         calibration.short_temperature,
         calibration.short_tokens,
         100 * calibration.unsure_below,

@@ -35,6 +35,7 @@ from data import (
     load_extra,
     load_short_sets,
     make_splits,
+    short_reviews,
 )
 from plots import truncated_share
 from probe import classifier_layer, probe_head
@@ -297,7 +298,8 @@ def run(config: TrainConfig) -> dict[str, Any]:
         check_push(config.push_to_hub)
     config = resolve_pooling(config)
     extra = load_extra(config.extra_data, LABELS) if config.extra_data else None
-    splits = make_splits(load_data(config.data), config)
+    imdb = load_data(config.data)
+    splits = make_splits(imdb, config)
     if extra is not None:
         splits, dropped = add_extra(splits, extra, config.seed)
         logger.info(
@@ -320,7 +322,10 @@ def run(config: TrainConfig) -> dict[str, Any]:
     set_seed(config.seed)  # each DataLoader draws from the global RNG: training starts afresh
     trained = trainer.train()
     classifier, calibration = calibrated(
-        serving_classifier(trainer.model, tokenizer, config), splits["validation"], config.seed
+        serving_classifier(trainer.model, tokenizer, config),
+        splits["validation"],
+        config.seed,
+        short_reviews(imdb, splits),
     )
     test, rows = test_split(classifier, splits["test"])
     short = {name: test_split(classifier, split, name)[0] for name, split in short_sets.items()}

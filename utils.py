@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,25 +202,31 @@ class Calibration:
     applied by `infer`.
 
     A text's probabilities (the mean over its windows) are tempered, softmax(log p / T), with
-    `short_temperature` for texts of at most `short_tokens` tokens (what visitors type) and
-    `temperature` for longer ones: above 1 the model was too sure of itself. A text whose top
-    probability is then below `unsure_below` reads as mixed or unclear. Neither changes which
-    label is more probable.
+    `short_temperature` for texts of at most `short_tokens` tokens (what visitors type),
+    `windows_temperature` for reviews read in several windows (averaging them already tempers
+    a little), `temperature` for the other reviews: above 1 the model was too sure of itself.
+    A text whose top probability is then below `unsure_below` reads as mixed or unclear.
+    Neither changes which label is more probable.
     """
 
     temperature: float = 1.0
     short_temperature: float = 1.0
     short_tokens: int = 64  # special tokens included; IMDB reviews are longer, a typed line not
     unsure_below: float = 0.5  # 0.5: never unsure
+    windows_temperature: float | None = None  # None: `temperature` (folders calibrated before)
 
     def unsure(self, probs: np.ndarray) -> np.ndarray:
         """Whether each row of served probabilities (texts, labels) reads as mixed or unclear."""
         return np.asarray(probs).max(axis=1) < self.unsure_below
 
-    def temperatures(self, tokens: Sequence[int]) -> np.ndarray:
-        """The temperature of each text, by its length in tokens."""
-        short = np.asarray(tokens) <= self.short_tokens
-        return np.where(short, self.short_temperature, self.temperature)
+    def temperatures(self, encoded: Mapping[str, Sequence[int]]) -> np.ndarray:
+        """The temperature of each text `utils.encode` returned, by its length in tokens and
+        how many windows read it."""
+        tokens = np.asarray(encoded["tokens"])
+        windows = np.bincount(np.asarray(encoded["review"], dtype=int), minlength=len(tokens))
+        several = self.temperature if self.windows_temperature is None else self.windows_temperature
+        long = np.where(windows > 1, several, self.temperature)
+        return np.where(tokens <= self.short_tokens, self.short_temperature, long)
 
 
 def served_probabilities(logits: np.ndarray, owner: Sequence[int], temperature: Any) -> np.ndarray:

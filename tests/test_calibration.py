@@ -35,6 +35,7 @@ def with_calibration(model_dir, folder, temperature: float, unsure_below: float)
         "short_temperature": 2 * temperature,
         "short_tokens": 10,
         "unsure_below": unsure_below,
+        "windows_temperature": temperature - 1,
     }
     (folder / CALIBRATION_FILE).write_text(json.dumps(saved))
     infer.reset()
@@ -60,10 +61,15 @@ def test_the_saved_temperature_and_threshold_are_what_every_entry_point_applies(
 
     folder = with_calibration(model_dir, tmp_path / "model", 4.0, 0.99)
     classifier = infer.load(folder)
-    assert classifier.calibration == infer.Calibration(4.0, 8.0, 10, 0.99)
+    assert classifier.calibration == infer.Calibration(4.0, 8.0, 10, 0.99, 3.0)
     logits, encoded = classifier.window_logits(REVIEWS)
-    temperatures = [8.0 if n <= 10 else 4.0 for n in encoded["tokens"]]
-    assert temperatures[:2] == [8.0, 8.0] and temperatures[-1] == 4.0  # short and long alike
+    windows = np.bincount(encoded["review"])
+    temperatures = [
+        8.0 if n <= 10 else 3.0 if w > 1 else 4.0
+        for n, w in zip(encoded["tokens"], windows, strict=True)
+    ]
+    # Short texts, reviews read in one window and in several each get their own.
+    assert temperatures[:2] == [8.0, 8.0] and temperatures[-1] == 3.0 and 4.0 in temperatures
     expected = infer.served_probabilities(logits, encoded["review"], np.array(temperatures))
     api = infer.predict(REVIEWS, folder)
     assert np.allclose([[p["NEGATIVE"], p["POSITIVE"]] for p in api], expected)
@@ -86,7 +92,12 @@ def test_a_training_run_saves_its_calibration_and_reports_it(model_dir):
     assert saved["temperature"] > 0 and 0.5 <= saved["unsure_below"] < 1
     report = json.loads((model_dir / "metrics.json").read_text())
     assert report["calibration"]["temperature"] == saved["temperature"]
-    assert 12 < report["calibration"]["texts"] <= 2 * 12  # 12 validation reviews, snippets
+    # 12 validation reviews, a snippet of most, and the 68 short training reviews neither
+    # trained (120) nor validated on: all of the tiny data's reviews are short.
+    fit = report["calibration"]
+    assert fit["short_reviews"] == 200 - 120 - 12
+    assert 12 + 68 < fit["texts"] <= 2 * 12 + 68
+    assert fit["windows_temperature"] == saved["windows_temperature"] > 0
     assert {"ece", "brier", "unsure_share", "accuracy_answered"} <= set(report["test"])
     assert {"ece", "brier", "log_loss"} == set(report["test"]["uncalibrated"])
     card = (model_dir / "README.md").read_text()
@@ -194,3 +205,24 @@ def test_the_cli_prints_warnings(model_dir):
     result = run_script("infer.py", "--model-dir", str(model_dir), "Boring.")
     assert result.returncode == 0, result.stderr
     assert "note: A word or two is little to go on" in result.stdout
+
+
+def test_a_folder_calibrated_before_reads_every_review_with_its_one_temperature(
+    model_dir, tmp_path
+):
+    folder = with_calibration(model_dir, tmp_path / "model", 4.0, 0.6)
+    saved = json.loads((folder / CALIBRATION_FILE).read_text())
+    del saved["windows_temperature"]  # as calibration.json was written before it existed
+    (folder / CALIBRATION_FILE).write_text(json.dumps(saved))
+    calibration = infer.load(folder).calibration
+    assert calibration.windows_temperature is None
+    encoded = {"tokens": [5, 40, 90], "review": [0, 1, 2, 2]}  # short, one window, two
+    assert calibration.temperatures(encoded).tolist() == [8.0, 4.0, 4.0]
+
+
+def test_calibration_holds_out_the_short_reviews_nobody_trained_or_validated_on():
+    texts = ["a b c", "a b c d", " ".join(["word"] * 61), "e f", "g h"]
+    imdb = {"train": {"text": texts, "label": [0, 1, 1, 0, 1]}}
+    splits = {"train": {"text": ["a b c"]}, "validation": {"text": ["e f"]}}
+    short = data.short_reviews(imdb, splits)
+    assert short == {"text": ["a b c d", "g h"], "label": [1, 1]}  # not 61 words, not used

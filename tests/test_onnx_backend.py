@@ -87,10 +87,14 @@ def test_a_missing_or_broken_onnx_model_falls_back_to_pytorch(folder, caplog):
     assert f"no {onnx_backend.ONNX_FILE}" in caplog.text
 
 
-def test_the_command_remakes_it(folder, capsys):
+def test_the_command_remakes_it(folder, capsys, caplog):
+    caplog.set_level(logging.INFO)  # as main.py logs
     (folder / onnx_backend.ONNX_FILE).unlink()
     assert onnx_backend.main([str(folder)]) == 0
     assert "infer and the app now use it" in capsys.readouterr().out
+    # ONNX Runtime's tools log each fusion and tensor at INFO (about 70 lines): none shown.
+    assert not [r for r in caplog.records if r.levelno < logging.ERROR]
+    assert logging.getLogger().level == logging.INFO  # put back afterwards
     assert infer.load(folder).backend == "onnx"
 
 
