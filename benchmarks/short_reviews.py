@@ -53,8 +53,11 @@ def measure(model_dir: Path, sets: dict[str, Any]) -> dict[str, Any]:
         "model": model_dir.name,
         # --snippets was measured, then removed: folders trained without it have no such key.
         "snippets": saved["config"].get("snippets", 0),
+        "extra_data": saved["config"].get("extra_data"),
         "train_seconds": saved["train"]["seconds"],
         "temperature": classifier.calibration.temperature,
+        "windows_temperature": classifier.calibration.windows_temperature,
+        "short_temperature": classifier.calibration.short_temperature,
         "unsure_below": classifier.calibration.unsure_below,
         "sets": results,
         "typed": typed,
@@ -65,9 +68,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     names = list(rows[0]["sets"])
     head = " | ".join(f"{name}: accuracy, ECE before → after, unsure, rest" for name in names)
     lines = [
-        f"| model | snippets | train s | temperature | unsure below | {head} | typed: wrong "
-        "shown above the threshold |",
-        "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---" for _ in names) + " | ---: |",
+        f"| model | train s | temperatures: reviews, several windows, short | unsure below "
+        f"| {head} | typed: wrong shown above the threshold |",
+        "| --- | ---: | ---: | ---: | " + " | ".join("---" for _ in names) + " | ---: |",
     ]
     for row in rows:
         cells = []
@@ -78,9 +81,11 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"{m['unsure_share']:.1%}, {m['accuracy_answered']:.1%}"
             )
         confident_wrong = sum(not t["right"] and not t["unsure"] for t in row["typed"])
+        several = row["windows_temperature"] or row["temperature"]
         lines.append(
-            f"| {row['model']} | {row['snippets']} | {row['train_seconds']:.0f} "
-            f"| {row['temperature']:.2f} | {row['unsure_below']:.2f} | {' | '.join(cells)} "
+            f"| {row['model']} | {row['train_seconds']:.0f} "
+            f"| {row['temperature']:.2f}, {several:.2f}, {row['short_temperature']:.2f} "
+            f"| {row['unsure_below']:.2f} | {' | '.join(cells)} "
             f"| {confident_wrong} of {len(row['typed'])} |"
         )
     return "\n".join(lines) + "\n"
