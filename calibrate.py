@@ -36,13 +36,10 @@ TARGET_ACCURACY = 0.9
 TEMPERATURES = (0.05, 20.0)  # the search range; 1 leaves the model as trained
 
 
-def calibration_data(
-    split: Any, seed: int, short: dict[str, list] | None = None
-) -> tuple[list[str], list[int]]:
+def calibration_data(split: Any, seed: int, short: dict[str, list]) -> tuple[list[str], list[int]]:
     """The reviews of `split`, one snippet of each, and the `short` reviews (`{"text": [...],
     "label": [...]}`, held out from training), with their labels."""
     extra = snippets(split["text"], split["label"], 1, seed)
-    short = short or {"text": [], "label": []}
     texts = list(split["text"]) + extra["text"] + list(short["text"])
     return texts, list(split["label"]) + extra["label"] + list(short["label"])
 

@@ -66,8 +66,11 @@ def read_calibration(folder: Path) -> Calibration:
             "saved by an earlier version of this project. Calibrate it with `python main.py "
             f"evaluate --model-dir {folder}`, or retrain it with `python main.py`."
         ) from error
-    temperatures = (calibration.temperature, calibration.short_temperature)
-    temperatures += (calibration.windows_temperature or calibration.temperature,)
+    temperatures = (
+        calibration.temperature,
+        calibration.short_temperature,
+        calibration.windows_temperature,
+    )
     if min(temperatures) <= 0 or not 0.5 <= calibration.unsure_below < 1:
         raise ModelNotFoundError(f"{folder}/{CALIBRATION_FILE} holds {saved}: retrain it.")
     return calibration

@@ -77,12 +77,11 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
 
 
 def calibrated(
-    classifier: Any, validation: Any, seed: int, short: dict[str, list] | None = None
+    classifier: Any, validation: Any, seed: int, short: dict[str, list]
 ) -> tuple[Any, dict[str, Any]]:
     """`classifier` with its calibration fitted on the validation reviews, a snippet of each
     and the held-out `short` reviews (`data.short_reviews`) of at most 64 tokens
     (`calibrate.py`), and a summary of the fit for metrics.json."""
-    short = short or {"text": [], "label": []}
     tokens = encode(classifier.tokenizer, short["text"])["tokens"] if short["text"] else []
     keep = [i for i, n in enumerate(tokens) if n <= Calibration.short_tokens]
     short = {key: [short[key][i] for i in keep] for key in ("text", "label")}

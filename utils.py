@@ -213,7 +213,12 @@ class Calibration:
     short_temperature: float = 1.0
     short_tokens: int = 64  # special tokens included; IMDB reviews are longer, a typed line not
     unsure_below: float = 0.5  # 0.5: never unsure
-    windows_temperature: float | None = None  # None: `temperature` (folders calibrated before)
+    # None (folders calibrated before it existed): `temperature`, filled in on creation.
+    windows_temperature: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.windows_temperature is None:
+            object.__setattr__(self, "windows_temperature", self.temperature)
 
     def unsure(self, probs: np.ndarray) -> np.ndarray:
         """Whether each row of served probabilities (texts, labels) reads as mixed or unclear."""
@@ -224,8 +229,7 @@ class Calibration:
         how many windows read it."""
         tokens = np.asarray(encoded["tokens"])
         windows = np.bincount(np.asarray(encoded["review"], dtype=int), minlength=len(tokens))
-        several = self.temperature if self.windows_temperature is None else self.windows_temperature
-        long = np.where(windows > 1, several, self.temperature)
+        long = np.where(windows > 1, self.windows_temperature, self.temperature)
         return np.where(tokens <= self.short_tokens, self.short_temperature, long)
 
 

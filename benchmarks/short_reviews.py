@@ -81,10 +81,10 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"{m['unsure_share']:.1%}, {m['accuracy_answered']:.1%}"
             )
         confident_wrong = sum(not t["right"] and not t["unsure"] for t in row["typed"])
-        several = row["windows_temperature"] or row["temperature"]
         lines.append(
             f"| {row['model']} | {row['train_seconds']:.0f} "
-            f"| {row['temperature']:.2f}, {several:.2f}, {row['short_temperature']:.2f} "
+            f"| {row['temperature']:.2f}, {row['windows_temperature']:.2f}, "
+            f"{row['short_temperature']:.2f} "
             f"| {row['unsure_below']:.2f} | {' | '.join(cells)} "
             f"| {confident_wrong} of {len(row['typed'])} |"
         )

@@ -215,7 +215,7 @@ def test_a_folder_calibrated_before_reads_every_review_with_its_one_temperature(
     del saved["windows_temperature"]  # as calibration.json was written before it existed
     (folder / CALIBRATION_FILE).write_text(json.dumps(saved))
     calibration = infer.load(folder).calibration
-    assert calibration.windows_temperature is None
+    assert calibration.windows_temperature == 4.0  # its one temperature, for reviews
     encoded = {"tokens": [5, 40, 90], "review": [0, 1, 2, 2]}  # short, one window, two
     assert calibration.temperatures(encoded).tolist() == [8.0, 4.0, 4.0]
 
