@@ -1,4 +1,5 @@
-"""The INT8 ONNX backend: made at publish time, served when fresh, PyTorch otherwise."""
+"""The ONNX backend: made at publish time, served when fresh (INT8 by ONNX Runtime, or
+bfloat16 by OpenVINO on CPUs with AMX), PyTorch otherwise."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import copy
 import json
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+
+import numpy as np
 
 import pytest
 from conftest import make_frame
 
 import infer
 import onnx_backend
+from utils import Calibration
 
 # A fixed set: the tiny model's own kind of review, both labels, short and long.
 REVIEWS = [*make_frame(20, seed=7)["text"], "great", "awful dull", "the film"]
@@ -20,6 +25,16 @@ REVIEWS = [*make_frame(20, seed=7)["text"], "great", "awful dull", "the film"]
 # with the tiny model: 0.013 at most, 0.0003 on average; the real model's figures are in
 # benchmarks/README.md). Windows of at most 64 tokens are served in fp32.
 TOLERANCE = 0.03
+# bfloat16 moves each logit by about 0.01 on REVIEWS, and the tiny model's short-review
+# temperature of 0.05 multiplies that by 20, so its probabilities are compared before
+# calibration (0.011 at most; on 1,000 real IMDB reviews, calibrated: 0.006).
+
+
+@pytest.fixture(params=onnx_backend.RUNTIMES)
+def runtime(request, monkeypatch):
+    """Each runtime in turn, as this CPU would choose it if it had AMX or had not."""
+    monkeypatch.setattr(onnx_backend, "matrix_units", lambda: request.param == "openvino-bf16")
+    return request.param
 
 
 @pytest.fixture
@@ -35,26 +50,56 @@ def test_training_publishes_an_onnx_model_that_infer_serves(model_dir):
     assert infer.load(model_dir, backend="torch").backend == "torch"
 
 
-def gaps(model_dir, model) -> list[float]:
-    fast = replace(infer.load(model_dir), model=model).classify(REVIEWS)
-    plain = infer.load(model_dir, backend="torch").classify(REVIEWS)
+def gaps(model_dir, model, calibration=None) -> list[float]:
+    fast = infer.load(model_dir, calibration=calibration)
+    fast = replace(fast, model=model).classify(REVIEWS)
+    plain = infer.load(model_dir, backend="torch", calibration=calibration).classify(REVIEWS)
     pairs = zip(fast, plain, strict=True)
     return [abs(f.scores["POSITIVE"] - p.scores["POSITIVE"]) for f, p in pairs]
 
 
+def onnx_model(model_dir, runtime):
+    return onnx_backend.OnnxModel(model_dir / onnx_backend.ONNX_FILE, runtime)
+
+
 def test_int8_probabilities_stay_close_to_pytorch(model_dir):
-    int8 = copy.copy(infer.load(model_dir).model)
+    int8 = copy.copy(onnx_model(model_dir, "onnxruntime"))
     int8.short = None  # every window through INT8 (the tiny model's windows are all short)
     assert max(gaps(model_dir, int8)) <= TOLERANCE
 
 
 def test_short_windows_are_read_in_fp32_as_pytorch_reads_them(model_dir):
-    served = infer.load(model_dir).model
+    served = onnx_model(model_dir, "onnxruntime")
     assert (model_dir / onnx_backend.SHORT_FILE).is_file() and served.short is not None
     assert max(gaps(model_dir, served)) <= 1e-5
-    fast = infer.load(model_dir).classify(REVIEWS)
+    fast = replace(infer.load(model_dir), model=served).classify(REVIEWS)
     plain = infer.load(model_dir, backend="torch").classify(REVIEWS)
     assert [f.label for f in fast] == [p.label for p in plain]
+
+
+def test_bfloat16_probabilities_stay_close_to_pytorch(model_dir):
+    bf16 = onnx_model(model_dir, "openvino-bf16")
+    assert max(gaps(model_dir, bf16, Calibration())) <= TOLERANCE
+    fast = replace(infer.load(model_dir), model=bf16).classify(REVIEWS)
+    plain = infer.load(model_dir, backend="torch").classify(REVIEWS)
+    assert [f.label for f in fast] == [p.label for p in plain]
+
+
+def test_the_runtime_is_chosen_by_the_cpu(folder, runtime):
+    assert infer.load(folder).model.runtime == runtime
+    (folder / onnx_backend.SHORT_FILE).unlink()  # a folder exported before the fp32 graph
+    assert infer.load(folder).model.runtime == "onnxruntime"
+    with pytest.raises(ValueError, match="runtime takes"):
+        onnx_model(folder, "tensorrt")
+
+
+def test_calls_from_many_threads_get_their_own_answers(model_dir, runtime):
+    served = infer.load(model_dir)
+    alone = [p.scores for p in served.classify(REVIEWS)]
+    with ThreadPoolExecutor(4) as pool:  # the app's workers share one loaded model
+        together = list(pool.map(lambda text: served.classify(text)[0].scores, REVIEWS * 3))
+    for got, want in zip(together, alone * 3, strict=True):
+        assert np.isclose(got["POSITIVE"], want["POSITIVE"], atol=1e-6)
 
 
 @pytest.mark.parametrize("change", ["config edited", "weights replaced"])
@@ -73,14 +118,14 @@ def test_a_stale_onnx_model_falls_back_to_pytorch_with_a_log_line(folder, caplog
         infer.load(folder, backend="onnx")
 
 
-def test_a_missing_or_broken_onnx_model_falls_back_to_pytorch(folder, caplog):
-    onnx_file = folder / onnx_backend.ONNX_FILE
-    onnx_file.write_bytes(onnx_file.read_bytes()[:1000])
+def test_a_missing_or_broken_onnx_model_falls_back_to_pytorch(folder, caplog, runtime):
+    read = onnx_backend.SHORT_FILE if runtime == "openvino-bf16" else onnx_backend.ONNX_FILE
+    (folder / read).write_bytes((folder / read).read_bytes()[:1000])
     with caplog.at_level(logging.WARNING, logger="model_folder"):
         classifier = infer.load(folder)
     assert classifier.backend == "torch" and "does not load" in caplog.text
     assert classifier.predict(["great"])[0]["POSITIVE"] > 0
-    onnx_file.unlink()
+    (folder / onnx_backend.ONNX_FILE).unlink()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="model_folder"):
         assert infer.load(folder).backend == "torch"
