@@ -9,8 +9,10 @@ process (so peak memory is its own) with every core this process may use:
 - `pipeline`: `transformers.pipeline("text-classification", batch_size=32, truncation=True)`,
   the baseline every ratio is against;
 - ours at the same reading (`head`): PyTorch fp32, PyTorch dynamic INT8 (Linear layers),
-  ONNX Runtime fp32 (fused), ONNX Runtime INT8 (fused: what `infer` serves by default);
-- ours at the default reading (`sliding`, the whole review): PyTorch fp32 and ONNX INT8.
+  ONNX Runtime fp32 (fused), ONNX Runtime INT8 (fused: what `infer` serves without AMX),
+  OpenVINO bfloat16 on the fused fp32 graph (what it serves with AMX);
+- ours at the default reading (`sliding`, the whole review): PyTorch fp32, ONNX Runtime INT8
+  and OpenVINO bfloat16.
 
 For each: reviews/s over the whole list, p50 and p95 latency of one review of about 20 and
 about 400 words (30 calls each, after 3 to warm up), peak resident memory, accuracy, and
@@ -42,9 +44,11 @@ PATHS = {  # name: (reading, what runs the model)
     "torch fp32": ("head", "torch"),
     "torch int8 (dynamic)": ("head", "torch-int8"),
     "onnx fp32 (fused)": ("head", "onnx-fp32"),
-    "onnx int8 (fused, served)": ("head", "onnx"),
+    "onnx int8 (fused, served without AMX)": ("head", "onnxruntime"),
+    "openvino bf16 (fused, served with AMX)": ("head", "openvino-bf16"),
     "sliding: torch fp32": ("sliding", "torch"),
-    "sliding: onnx int8 (served)": ("sliding", "onnx"),
+    "sliding: onnx int8 (served without AMX)": ("sliding", "onnxruntime"),
+    "sliding: openvino bf16 (served with AMX)": ("sliding", "openvino-bf16"),
 }
 REPEATS, WARMUP = 30, 3
 RESULTS = ROOT / "benchmarks" / "results"
@@ -71,7 +75,8 @@ def classifier_for(model_dir: Path, reading: str, runner: str, scratch: Path) ->
     import infer
     import onnx_backend
 
-    if runner == "onnx":
+    if runner in onnx_backend.RUNTIMES:  # as infer serves it on a CPU with AMX, or without
+        onnx_backend.matrix_units = lambda: runner == "openvino-bf16"
         return infer.load(model_dir, truncation=reading, backend="onnx")
     classifier = infer.load(model_dir, truncation=reading, backend="torch")
     if runner == "torch-int8":
