@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
-
 import pytest
 from conftest import make_frame
 
@@ -146,3 +145,13 @@ def test_the_command_remakes_it(folder, capsys, caplog):
 def test_the_command_refuses_a_folder_without_a_model(tmp_path, capsys):
     assert onnx_backend.main([str(tmp_path / "nothing")]) == 2
     assert "No model in" in capsys.readouterr().err
+
+
+def test_a_review_reads_the_same_alone_or_in_a_file(model_dir, runtime):
+    # INT8 reads one window per call, so exactly; bfloat16 in batches, within its rounding.
+    served = infer.load(model_dir, calibration=Calibration())
+    tolerance = 1e-9 if runtime == "onnxruntime" else TOLERANCE
+    together = served.classify(REVIEWS, batch_size=8)  # padded to each batch's longest
+    for text, got in zip(REVIEWS, together, strict=True):
+        (alone,) = served.classify([text])
+        assert got.scores["POSITIVE"] == pytest.approx(alone.scores["POSITIVE"], abs=tolerance)
