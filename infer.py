@@ -137,7 +137,8 @@ class Classifier:
 
     @property
     def backend(self) -> str:
-        """What runs the model: `onnx` (INT8, ONNX Runtime) or `torch`."""
+        """What runs the model: `onnx` (INT8 by ONNX Runtime, or bfloat16 by OpenVINO on a CPU
+        with AMX: `model.runtime` says which) or `torch`."""
         return "onnx" if isinstance(self.model, OnnxModel) else "torch"
 
     @property
@@ -341,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="what runs the model: auto (INT8 ONNX if the folder has it, else PyTorch), "
+        help="what runs the model: auto (its ONNX model if the folder has it, else PyTorch), "
         "onnx or torch (default: auto)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list of predictions")

@@ -29,6 +29,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def threads() -> int:
 
 
 class OnnxLoadError(RuntimeError):
-    """The ONNX file is truncated, foreign or otherwise unreadable by ONNX Runtime."""
+    """The ONNX file is truncated, foreign or otherwise unreadable by its runtime."""
 
 
 def matrix_units() -> bool:
@@ -94,7 +95,8 @@ class OnnxModel:
     def __init__(self, path: Path, runtime: str | None = None) -> None:
         fp32 = path.with_name(SHORT_FILE)
         if runtime is None:
-            runtime = RUNTIMES[0] if matrix_units() and fp32.is_file() else RUNTIMES[1]
+            bf16 = matrix_units() and fp32.is_file() and find_spec("openvino") is not None
+            runtime = RUNTIMES[0] if bf16 else RUNTIMES[1]
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime takes {', '.join(RUNTIMES)}, got {runtime!r}.")
         self.runtime = runtime

@@ -84,8 +84,11 @@ def test_bfloat16_probabilities_stay_close_to_pytorch(model_dir):
     assert [f.label for f in fast] == [p.label for p in plain]
 
 
-def test_the_runtime_is_chosen_by_the_cpu(folder, runtime):
+def test_the_runtime_is_chosen_by_the_cpu(folder, runtime, monkeypatch):
     assert infer.load(folder).model.runtime == runtime
+    with monkeypatch.context() as patch:  # an install without OpenVINO
+        patch.setattr(onnx_backend, "find_spec", lambda name: None)
+        assert infer.load(folder).model.runtime == "onnxruntime"
     (folder / onnx_backend.SHORT_FILE).unlink()  # a folder exported before the fp32 graph
     assert infer.load(folder).model.runtime == "onnxruntime"
     with pytest.raises(ValueError, match="runtime takes"):
