@@ -8,7 +8,7 @@
 
 CLI: `python infer.py [--model-dir DIR] [--truncation STRATEGY] [--backend B] [--json] TEXT...`,
 or one review per line on stdin. Loading a folder is `model_folder.py`'s, the input rules
-`checks.py`'s; the rest (about 375 lines, past the usual 350) is the serving API in one place:
+`checks.py`'s; the rest (about 370 lines, past the usual 350) is the serving API in one place:
 Prediction, Classifier, load, the cached default classifier, the CLI.
 """
 
@@ -213,14 +213,7 @@ class Classifier:
         """`window_logits` for texts `check_texts` has passed."""
         encoded = encode(self.tokenizer, texts, self.truncation, self.head_fraction)
         ids = encoded["input_ids"]
-        if self.backend == "onnx" and self.model.runtime == "onnxruntime":
-            # INT8 ONNX quantizes a call's activations with one scale for the whole batch, so
-            # a review's answer would depend on its batch mates (by up to 0.11 in probability,
-            # benchmarks/README.md). One window per call keeps it the same alone or in a
-            # file, at the same speed on 2 cores (79 reviews/s, against 82 in batches of 8).
-            # OpenVINO's bfloat16 has no such scale: batches of 16 read 159 reviews/s against
-            # 129 one by one, each of 1,000 probabilities within 0.005 of the review's alone
-            # (mean 0.00005; one label moved, of a review marked unsure both ways).
+        if self.backend == "onnx" and self.model.one_window_per_call:
             batch_size = 1
         # Longest first, so each batch pads to similar lengths; results go back by window.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)

@@ -24,9 +24,6 @@ REVIEWS = [*make_frame(20, seed=7)["text"], "great", "awful dull", "the film"]
 # with the tiny model: 0.013 at most, 0.0003 on average; the real model's figures are in
 # benchmarks/README.md). Windows of at most 64 tokens are served in fp32.
 TOLERANCE = 0.03
-# bfloat16 moves each logit by about 0.01 on REVIEWS, and the tiny model's short-review
-# temperature of 0.05 multiplies that by 20, so its probabilities are compared before
-# calibration (0.011 at most; on 1,000 real IMDB reviews, calibrated: 0.006).
 
 
 @pytest.fixture(params=onnx_backend.RUNTIMES)
@@ -57,6 +54,12 @@ def gaps(model_dir, model, calibration=None) -> list[float]:
     return [abs(f.scores["POSITIVE"] - p.scores["POSITIVE"]) for f, p in pairs]
 
 
+def same_labels(model_dir, model) -> bool:
+    fast = replace(infer.load(model_dir), model=model).classify(REVIEWS)
+    plain = infer.load(model_dir, backend="torch").classify(REVIEWS)
+    return [f.label for f in fast] == [p.label for p in plain]
+
+
 def onnx_model(model_dir, runtime):
     return onnx_backend.OnnxModel(model_dir / onnx_backend.ONNX_FILE, runtime)
 
@@ -71,17 +74,16 @@ def test_short_windows_are_read_in_fp32_as_pytorch_reads_them(model_dir):
     served = onnx_model(model_dir, "onnxruntime")
     assert (model_dir / onnx_backend.SHORT_FILE).is_file() and served.short is not None
     assert max(gaps(model_dir, served)) <= 1e-5
-    fast = replace(infer.load(model_dir), model=served).classify(REVIEWS)
-    plain = infer.load(model_dir, backend="torch").classify(REVIEWS)
-    assert [f.label for f in fast] == [p.label for p in plain]
+    assert same_labels(model_dir, served)
 
 
 def test_bfloat16_probabilities_stay_close_to_pytorch(model_dir):
     bf16 = onnx_model(model_dir, "openvino-bf16")
+    # bfloat16 moves each logit by about 0.01 on REVIEWS, and the tiny model's short-review
+    # temperature of 0.05 multiplies that by 20, so probabilities are compared before
+    # calibration (0.011 at most; on 1,000 real IMDB reviews, calibrated: 0.006).
     assert max(gaps(model_dir, bf16, Calibration())) <= TOLERANCE
-    fast = replace(infer.load(model_dir), model=bf16).classify(REVIEWS)
-    plain = infer.load(model_dir, backend="torch").classify(REVIEWS)
-    assert [f.label for f in fast] == [p.label for p in plain]
+    assert same_labels(model_dir, bf16)
 
 
 def test_the_runtime_is_chosen_by_the_cpu(folder, runtime, monkeypatch):
