@@ -221,7 +221,7 @@ def coverage(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
         )
     if prediction.tokens > classifier.max_length:  # only sliding reads a long review whole
         return (
-            f"Read all {prediction.tokens} tokens, in overlapping windows of "
+            f"Read all {prediction.tokens} tokens, in windows of "
             f"{classifier.max_length} whose verdicts are averaged."
         )
     return f"Read all {prediction.tokens} tokens of the review."

@@ -91,7 +91,7 @@ class TrainConfig:
         default="sliding",
         metadata={
             "help": "how infer.py and the app read a long review: head, head+tail, or sliding "
-            "(all of it, in overlapping windows)"
+            "(all of it, in windows one after another)"
         },
     )
     pooling: str = field(

@@ -289,7 +289,7 @@ def reading(config: dict[str, Any], cut: int, share: float) -> str:
     longer = f"{share:.1%} of the test reviews are longer than {cut} tokens"
     if strategy == "sliding":
         return (
-            f"{longer}; `infer.py` reads them whole, in overlapping {cut}-token windows whose "
+            f"{longer}; `infer.py` reads them whole, in {cut}-token windows whose "
             "predictions it averages, at the cost of one pass per window."
         )
     if strategy == "head+tail":

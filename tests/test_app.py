@@ -56,7 +56,7 @@ def test_long_review_says_how_much_was_read(served):
     review = " ".join(["great film"] * 50)  # 100 words, 102 tokens with [CLS] and [SEP]
     _, read = client.predict(review, api_name="/predict")
     # The tiny model, as main.py trains by default, reads long reviews in sliding windows.
-    assert f"Read all 102 tokens, in overlapping windows of {MAX_LENGTH}" in read
+    assert f"Read all 102 tokens, in windows of {MAX_LENGTH}" in read
 
 
 def test_blank_review_gets_a_message_not_a_prediction(served):
@@ -89,7 +89,7 @@ def test_examples_cover_the_hard_cases():
         (6, 6, "head", "Read all 6 tokens of the review."),
         (612, 256, "head", "Read 256 of 612 tokens: a long review, so the model read the opening "),
         (612, 256, "head+tail", "read the opening and the ending and skipped the rest."),
-        (612, 612, "sliding", "Read all 612 tokens, in overlapping windows of 256 whose verdicts"),
+        (612, 612, "sliding", "Read all 612 tokens, in windows of 256 whose verdicts"),
     ],
 )
 def test_coverage_line_says_what_was_read(tokens, read, truncation, says):

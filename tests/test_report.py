@@ -93,7 +93,7 @@ def test_model_card_metadata_matches_metrics_json(model_dir):
 def test_model_card_says_how_the_model_reads_long_reviews(model_dir):
     body = card_body(metrics(model_dir))
     assert "cut long reviews by `head+tail`" in body
-    assert "reads long reviews by `sliding`" in body and "overlapping 32-token windows" in body
+    assert "reads long reviews by `sliding`" in body and "in 32-token windows" in body
 
 
 def test_model_card_shows_no_path_of_this_machine(model_dir, base_model, data_dir):
