@@ -39,6 +39,7 @@ DESCRIPTION = (
     "dataset; it reads English film reviews best."
 )
 # Varied on purpose: the clear cases, the hard ones (mixed, sarcastic), the short and the long.
+# Written as a visitor pastes them (paragraphs, no IMDB `<br />` markup): the buttons show them.
 EXAMPLES = [
     "An absolute triumph. The performances are heartfelt, the script is sharp and funny, and "
     "the final act left the whole theatre in tears. I'll be watching it again this weekend.",
@@ -50,11 +51,11 @@ EXAMPLES = [
     "century. I can't wait to forget it.",
     "Loved it!",
     "Not bad at all.",
-    "I went in expecting very little from this one.<br /><br />The first twenty minutes are "
+    "I went in expecting very little from this one.\n\nThe first twenty minutes are "
     "slow, and I nearly gave up: the setup is familiar and the dialogue is clunky. But once the "
     "two brothers finally meet, the film finds its heart. The quiet scenes in the kitchen are "
     "some of the best acting I have seen this year, and the score never tells you what to feel."
-    "<br /><br />It is not perfect. A subplot about the neighbour goes nowhere and the last "
+    "\n\nIt is not perfect. A subplot about the neighbour goes nowhere and the last "
     "scene is a little too neat. Still, I left the cinema smiling and I have recommended it to "
     "everyone I know. 8/10.",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from utils import clean_text, split_sentences, windows
+from utils import clean_text, has_words, split_sentences, windows
 
 # Points on the path from the baseline. For a 300-word review (two 256-token windows), MiniLM,
 # 2 cores: 8 points take 1.55 to 1.90 s and rank words as 32 do (Spearman 0.998, the same top 10);
@@ -31,16 +31,21 @@ _torch_models: dict[Path, tuple[Any, Any]] = {}  # folder: (ONNX model served, i
 
 
 def sentence_labels(classifier: Any, text: str) -> list[tuple[str, str | None]]:
-    """Each sentence of `text` with its label in lower case, or "mixed" when the classifier
-    is unsure of it; [] for a text of one sentence (its verdict is the whole answer)."""
+    """Each sentence of `text` with its label in lower case, "mixed" when the classifier is
+    unsure of it, or None for one without words ("8/10.": the classifier refuses those); []
+    for a text of one sentence (its verdict is the whole answer)."""
     sentences = split_sentences(clean_text(text))
     if len(sentences) < 2:
         return []
-    predictions = classifier.classify(sentences)
+    readable = [sentence for sentence in sentences if has_words(sentence)]
+    predictions = classifier.classify(readable) if readable else []
+    labels = {
+        sentence: "mixed" if prediction.unsure else prediction.label.lower()
+        for sentence, prediction in zip(readable, predictions, strict=True)
+    }
     pairs = []
-    for sentence, prediction in zip(sentences, predictions, strict=True):
-        label = "mixed" if prediction.unsure else prediction.label.lower()
-        pairs += [(sentence, label), (" ", None)]
+    for sentence in sentences:
+        pairs += [(sentence, labels.get(sentence)), (" ", None)]
     return pairs[:-1]
 
 

@@ -79,7 +79,8 @@ def test_page_without_a_model_says_how_to_train(served_without_model):
 
 def test_examples_cover_the_hard_cases():
     assert len(app.EXAMPLES) >= 6
-    assert any("<br />" in e and len(e) > 500 for e in app.EXAMPLES)
+    assert any("\n\n" in e and len(e) > 500 for e in app.EXAMPLES)  # paragraphs, as pasted
+    assert not any("<" in e for e in app.EXAMPLES)  # the buttons show markup as typed
     assert min(len(e) for e in app.EXAMPLES) < 20
 
 

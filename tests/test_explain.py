@@ -52,6 +52,13 @@ def test_each_sentence_gets_its_own_label(classifier):
     assert explain.sentence_labels(classifier, "one sentence only") == []
 
 
+def test_a_sentence_without_words_is_shown_unlabelled(classifier):
+    # A review ending in its score: "8/10." alone has no words, which classify() refuses.
+    pairs = explain.sentence_labels(classifier, "great wonderful superb film. 8/10.")
+    assert pairs[0] == ("great wonderful superb film.", "positive")
+    assert pairs[-1] == ("8/10.", None)
+
+
 def test_the_page_shows_words_with_spaces_between(model_dir):
     infer.reset()
     view = app.word_view("superb film", model_dir)
