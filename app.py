@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio_client.utils import is_file_obj_with_meta
 from PIL import Image
 
 import batch
@@ -262,8 +263,9 @@ def results_section(card: str) -> str:
 
 
 class Page(gr.Blocks):
-    """gr.Blocks whose API answers a call with too few inputs (`"data": []`) with a message,
-    where Gradio 6 raises a ValueError and prints its traceback for every such request."""
+    """gr.Blocks whose API answers a call with too few inputs (`"data": []`), or with text
+    where a file goes, with a message, where Gradio 6 raises an error and prints its
+    traceback, with what was sent, for every such request."""
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
         if len(inputs) < len(block_fn.inputs):
@@ -273,6 +275,15 @@ class Page(gr.Blocks):
                 title="Missing input",
                 print_exception=False,
             )
+        for block, value in zip(block_fn.inputs, inputs, strict=False):
+            not_a_file = value is not None and not is_file_obj_with_meta(value)
+            if isinstance(block, gr.File) and not_a_file:
+                raise gr.Error(
+                    "This call takes an uploaded .csv or .txt file, not text: with "
+                    "gradio_client, pass handle_file(path); for one review, call /predict.",
+                    title="Not a file",
+                    print_exception=False,
+                )
 
 
 def build_demo(model_dir: Path, feedback_dir: Path | None = None) -> gr.Blocks:

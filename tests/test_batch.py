@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 import app
 import batch
@@ -74,6 +75,13 @@ def test_the_file_tab_returns_a_table_a_chart_and_a_csv(served_file_tab, tmp_pat
     assert set(result.columns) >= {"label", "NEGATIVE", "POSITIVE", "unsure", "note"}
     assert sum(row[1] for row in chart["data"]) == 3
     assert len(table["data"]) == 3
+
+
+@pytest.mark.parametrize("sent", ["great wonderful film", 42, {"path": 7}])
+def test_the_file_call_refuses_what_is_not_a_file(served_file_tab, sent, capfd):
+    with pytest.raises(AppError, match=r"takes an uploaded \.csv or \.txt file"):
+        served_file_tab.predict(sent, api_name="/classify_file")
+    assert "Traceback" not in capfd.readouterr().err  # nothing of the server in the log
 
 
 @pytest.fixture(scope="module")
