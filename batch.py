@@ -11,6 +11,7 @@ same list. Serving side: imports nothing of training.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,26 @@ def read_reviews(path: Path, max_rows: int = MAX_ROWS) -> list[str]:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         texts = [line for line in lines if line.strip()]
     else:
+        # index_col=False: a first row with an unquoted comma ("Great film, loved it.") made
+        # pandas take its first field as an index and leave every other row's text empty.
+        # Rows longer than the header are an error, never cut short.
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as error:
-            raise FileError(f"'{path.name}' does not read as CSV ({error}).") from error
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(
+                    path,
+                    dtype=str,
+                    keep_default_na=False,
+                    index_col=False,
+                    encoding_errors="replace",
+                )
+        except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeError) as error:
+            raise FileError(
+                f"'{path.name}' does not read as CSV ({error}): put reviews that hold commas in "
+                "double quotes, or upload a .txt file with one review per line."
+            ) from error
+        except pd.errors.EmptyDataError as error:
+            raise FileError(f"'{path.name}' holds no reviews.") from error
         if "text" in frame.columns:
             texts = frame["text"].tolist()
         elif len(frame.columns) == 1:

@@ -38,6 +38,10 @@ def test_reviews_are_read_from_csv_and_txt(tmp_path, name, content):
         ("empty.txt", "\n\n", "holds no reviews"),
         ("big.txt", "great film\n" * 11, "holds 11 reviews; the limit is 10 per file"),
         ("reviews.xlsx", "x", "is not a .csv or .txt file"),
+        # A comma in the first review once shifted it into an index and emptied the rest.
+        ("commas.csv", "text\nGreat film, loved it.\nDull.\n", "put reviews that hold commas"),
+        ("later.csv", "text\nDull.\nGreat film, loved it.\n", "put reviews that hold commas"),
+        ("blank.csv", "", "holds no reviews"),
     ],
 )
 def test_unusable_files_get_a_message_naming_the_fix(tmp_path, name, content, says):
