@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from transformers import AutoTokenizer
 
 from onnx_backend import OnnxLoadError, OnnxModel, fresh_onnx
 from utils import CALIBRATION_FILE, Calibration
@@ -149,7 +148,7 @@ def _tokenizer(path: Path) -> Any:
     name = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
     tokenizer_class = getattr(transformers, name, None) if isinstance(name, str) else None
     if tokenizer_class is None:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     return tokenizer_class.from_pretrained(path, local_files_only=True)
 
 

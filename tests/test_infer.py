@@ -199,3 +199,17 @@ def test_progress_counts_every_review_once_in_whole_steps(model_dir):
     assert sum(steps) == len(texts) and all(isinstance(n, int) and n >= 0 for n in steps)
     assert len(steps) > 2  # one call per batch, not one at the end
     assert [p.scores for p in predictions] == [p.scores for p in classifier.classify(texts)]
+
+
+def test_serving_by_onnx_never_imports_torch(model_dir):
+    # torch costs 1.5 s of the app's start on 2 cores (benchmarks/README.md, "Load"); only
+    # "Why?" needs it, and loads it on first use.
+    script = (
+        "import sys, app, infer\n"
+        f"classifier = infer.load({str(model_dir)!r})\n"
+        "classifier.classify(['a fine film'])\n"
+        "print(type(classifier.model).__name__, 'torch' in sys.modules)\n"
+    )
+    result = run_script("-c", script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-2:] == ["OnnxModel", "False"]
