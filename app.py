@@ -8,7 +8,7 @@ files, the model's results. The module builds `demo` (no model is loaded until t
 review), so `gradio app.py` finds it; `python app.py` hands it to `server.serve`, which loads
 and warms the model, then serves the page with the REST API (`server.py`) behind `guard.py`.
 
-About 400 lines, past the usual 350: the tabs' layout and their handlers, which only check
+About 430 lines, past the usual 350: the tabs' layout and their handlers, which only check
 input, call `infer`, `explain`, `batch` or `feedback`, and format what comes back.
 """
 

@@ -56,8 +56,8 @@ def read_reviews(path: Path, max_rows: int = MAX_ROWS) -> list[str]:
                 f"'{path.name}' does not read as CSV ({error}): put reviews that hold commas in "
                 "double quotes, or upload a .txt file with one review per line."
             ) from error
-        except pd.errors.EmptyDataError as error:
-            raise FileError(f"'{path.name}' holds no reviews.") from error
+        except pd.errors.EmptyDataError:  # not a byte in it: no reviews, said below
+            frame = pd.DataFrame({"text": []})
         if "text" in frame.columns:
             texts = frame["text"].tolist()
         elif len(frame.columns) == 1:

@@ -38,10 +38,9 @@ def sentence_labels(classifier: Any, text: str) -> list[tuple[str, str | None]]:
     if len(sentences) < 2:
         return []
     readable = [sentence for sentence in sentences if has_words(sentence)]
-    predictions = classifier.classify(readable) if readable else []
     labels = {
         sentence: "mixed" if prediction.unsure else prediction.label.lower()
-        for sentence, prediction in zip(readable, predictions, strict=True)
+        for sentence, prediction in zip(readable, classifier.classify(readable), strict=True)
     }
     pairs = []
     for sentence in sentences:

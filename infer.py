@@ -173,6 +173,8 @@ class Classifier:
         ('NEGATIVE', 4, 4)
         """
         texts = check_texts(texts)
+        if not texts:  # the tokenizer fails on an empty batch
+            return []
         logits, encoded = self._window_logits(texts, batch_size, progress)
         temperatures = self.calibration.temperatures(encoded)
         means = served_probabilities(logits, encoded["review"], temperatures)

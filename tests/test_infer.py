@@ -115,6 +115,10 @@ def test_one_review_may_be_a_string(classifier):
     assert classifier.predict("great film") == classifier.predict(["great film"])
 
 
+def test_no_reviews_give_no_predictions(classifier):
+    assert classifier.classify([]) == [] and classifier.predict([]) == []
+
+
 def test_the_bad_review_is_named(classifier):
     # The whole matrix of bad inputs, through every entry point, is in test_server.py.
     with pytest.raises(ValueError, match="Review 1 is empty"):
