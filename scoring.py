@@ -86,7 +86,11 @@ def calibrated(
     keep = [i for i, n in enumerate(tokens) if n <= Calibration.short_tokens]
     short = {key: [short[key][i] for i in keep] for key in ("text", "label")}
     calibration, fit = fit_calibration(classifier, *calibration_data(validation, seed, short))
+    classifier = replace(classifier, calibration=calibration)
     fit["short_reviews"] = len(keep)
+    # What the card can say of the texts visitors type: temperatures never change a label, so
+    # these reviews, unseen by training and epoch choice, measure short-review accuracy.
+    fit["short_reviews_accuracy"] = accuracy(classifier, short) if keep else None
     logger.info(
         "Calibrated on %d held-out texts (%d of them short reviews): temperature %.2f (%.2f "
         "for reviews read in several windows, %.2f for texts of at most %d tokens), unsure "
@@ -100,4 +104,12 @@ def calibrated(
         100 * calibration.unsure_below,
         100 * fit["unsure_share"],
     )
-    return replace(classifier, calibration=calibration), asdict(calibration) | fit
+    return classifier, asdict(calibration) | fit
+
+
+def accuracy(classifier: Any, reviews: dict[str, list]) -> float:
+    """The share of `reviews` (`{"text": [...], "label": [...]}`) whose label `classifier`
+    gets right."""
+    answers = classifier.classify(reviews["text"], EVAL_BATCH_SIZE)
+    predicted = [classifier.labels.index(answer.label) for answer in answers]
+    return float(np.mean(np.asarray(predicted) == np.asarray(reviews["label"])))

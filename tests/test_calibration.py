@@ -15,6 +15,8 @@ import checks
 import data
 import infer
 import main
+import scoring
+from config import saved_config
 from sentiment_metric import SentimentMetric
 from utils import CALIBRATION_FILE
 
@@ -103,6 +105,24 @@ def test_a_training_run_saves_its_calibration_and_reports_it(model_dir):
     card = (model_dir / "README.md").read_text()
     assert "### Calibration" in card and "| IMDB test | 40 |" in card
     assert (model_dir / "reliability.png").stat().st_size > 10_000
+
+
+def test_the_card_gives_the_accuracy_on_held_out_short_reviews(model_dir, data_dir):
+    report = json.loads((model_dir / "metrics.json").read_text())
+    config = saved_config(report["config"], str(model_dir))
+    imdb = data.load_data(str(data_dir))
+    short = data.short_reviews(imdb, data.make_splits(imdb, config))
+    assert len(short["text"]) == report["calibration"]["short_reviews"] == 68
+    # Read again in PyTorch, as training read them; a wrong count or set would differ.
+    classifier = infer.load(model_dir, backend="torch")
+    predicted = [classifier.labels.index(p.label) for p in classifier.classify(short["text"])]
+    right = np.mean(np.asarray(predicted) == np.asarray(short["label"]))
+    flipped = {"text": short["text"], "label": [1 - label for label in short["label"]]}
+    assert scoring.accuracy(classifier, flipped) == pytest.approx(1 - right)
+    assert report["calibration"]["short_reviews_accuracy"] == pytest.approx(right)
+    card = (model_dir / "README.md").read_text()
+    assert "On the 68 IMDB reviews of at most 64 tokens" in card
+    assert f"the model is right {right:.1%} of the time" in card
 
 
 def test_the_temperature_fit_recovers_a_known_temperature():
