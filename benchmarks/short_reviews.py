@@ -55,7 +55,7 @@ def measure(model_dir: Path, sets: dict[str, Any]) -> dict[str, Any]:
         "snippets": saved["config"].get("snippets", 0),
         "extra_data": saved["config"].get("extra_data"),
         "train_seconds": saved["train"]["seconds"],
-        # IMDB's own reviews of at most 64 tokens that the run held out (absent before 12-04).
+        # IMDB's own reviews of at most 64 tokens the run held out (absent before 2026-12-04).
         "imdb_short_accuracy": saved["calibration"].get("short_reviews_accuracy"),
         "temperature": classifier.calibration.temperature,
         "windows_temperature": classifier.calibration.windows_temperature,
