@@ -90,7 +90,12 @@ def calibrated(
     fit["short_reviews"] = len(keep)
     # What the card can say of the texts visitors type: temperatures never change a label, so
     # these reviews, unseen by training and epoch choice, measure short-review accuracy.
-    fit["short_reviews_accuracy"] = accuracy(classifier, short) if keep else None
+    fit["short_reviews_accuracy"] = None
+    if keep:
+        from datasets import Dataset
+
+        held_out, _ = test_split(classifier, Dataset.from_dict(short), "Short reviews (held out)")
+        fit["short_reviews_accuracy"] = held_out["accuracy"]
     logger.info(
         "Calibrated on %d held-out texts (%d of them short reviews): temperature %.2f (%.2f "
         "for reviews read in several windows, %.2f for texts of at most %d tokens), unsure "
@@ -105,14 +110,3 @@ def calibrated(
         100 * fit["unsure_share"],
     )
     return classifier, asdict(calibration) | fit
-
-
-def accuracy(classifier: Any, reviews: dict[str, list]) -> float:
-    """The share of `reviews` (`{"text": [...], "label": [...]}`) whose label `classifier`
-    gets right."""
-    # The served probabilities' top label, as test_split counts it; `classify` would also run
-    # the text warnings, whose language identifier costs a second to load and nothing here.
-    logits, encoded = classifier.window_logits(reviews["text"], EVAL_BATCH_SIZE)
-    temperatures = classifier.calibration.temperatures(encoded)
-    probs = served_probabilities(logits, encoded["review"], temperatures)
-    return float(np.mean(probs.argmax(axis=1) == np.asarray(reviews["label"])))
