@@ -3,12 +3,17 @@
     python benchmarks/accuracy.py --model "$(../shared/tools/pretrained-encoder.sh)" \
         --data ../shared/data/imdb                      # every cell, in protocol order
     python benchmarks/accuracy.py ... --cells default head --seeds 42 43
+    python benchmarks/accuracy.py ... --short ../shared/data/short   # short sets read too
 
 Each cell fine-tunes the base model on a stratified subset of the training split and tests it
 on one fixed, stratified sample of test reviews (the same for every cell). A finished cell is
 appended to `results/accuracy.csv` at once, and cells already there are skipped, so the
 protocol can run across several sittings; `results/accuracy.md` and `learning_curve.png` are
 rewritten from the CSV after every cell. `--report` rewrites them without training.
+
+With `--short`, each cell also reads every short-review set of that folder (one column each:
+chosen on, never trained on). Cells marked `protocol=False` (the learning curve past 2,000
+reviews: hours on a CPU) run only when `--cells` names them.
 
 Each cell is `main.py` as shipped with some of its flags changed. Cells of earlier recipes,
 whose settings the library no longer has, are in `results/history/` (benchmarks/README.md).
@@ -76,6 +81,7 @@ class Cell:
     overrides: dict[str, Any] = field(default_factory=dict)
     inference: tuple[str, ...] = ("head+tail", "sliding")  # strategies tested
     curve: str = ""  # the learning-curve line this cell is a point of, if any
+    protocol: bool = True  # run when --cells names none; False: too long for a CPU sitting
 
 
 DEFAULT_CURVE = "the default recipe"
@@ -106,8 +112,9 @@ CELLS = {
                 f"the default on {n:,} training reviews",
                 {"subset": n},
                 curve=DEFAULT_CURVE,
+                protocol=n <= 2000,  # 4,000 reviews train for 25 to 40 minutes on 2 cores
             )
-            for n in (500, 2000)
+            for n in (500, 2000, 4000, 8000, 16000)
         ),
     )
 }
@@ -136,8 +143,11 @@ def cell_config(cell: Cell, args: argparse.Namespace, seed: int, work: Path) -> 
     )
 
 
-def run_cell(cell: Cell, config: train.TrainConfig, reviews: dict, test: Any) -> list[dict]:
-    """Train one cell and test it with each inference strategy; one CSV row per strategy."""
+def run_cell(
+    cell: Cell, config: train.TrainConfig, reviews: dict, test: Any, short: dict | None = None
+) -> list[dict]:
+    """Train one cell and test it with each inference strategy; one CSV row per strategy, with
+    the accuracy on each `short` set (name: dataset) read as served."""
     from transformers import set_seed
 
     started = time.perf_counter()
@@ -158,6 +168,11 @@ def run_cell(cell: Cell, config: train.TrainConfig, reviews: dict, test: Any) ->
         "train_seconds": round(trained.metrics["train_runtime"], 1),
         "train_reviews_per_second": round(trained.metrics["train_samples_per_second"], 2),
     }
+    served = train.serving_classifier(trainer.model, tokenizer, config)
+    base |= {
+        short_column(name): round(train.test_split(served, split, name)[0]["accuracy"], 4)
+        for name, split in (short or {}).items()
+    }
     rows = []
     for strategy in cell.inference:
         logger.info("%s seed %d: testing with %s", cell.name, config.seed, strategy)
@@ -172,6 +187,17 @@ def run_cell(cell: Cell, config: train.TrainConfig, reviews: dict, test: Any) ->
     wall = round(time.perf_counter() - started, 1)
     finished = time.strftime("%Y-%m-%d %H:%M")
     return [row | {"wall_seconds": wall, "finished": finished} for row in rows]
+
+
+def short_column(name: str) -> str:
+    """The CSV column of a short-review set's accuracy: `sst2_validation_accuracy`."""
+    return f"{name}_accuracy"
+
+
+def columns(rows: list[dict]) -> tuple[str, ...]:
+    """COLUMNS, then the short-set columns these rows have, in the order they appear."""
+    extra = {key: None for row in rows for key in row if key not in COLUMNS}
+    return COLUMNS + tuple(extra)
 
 
 def keep_last_epoch(trainer: Any) -> dict[str, Any]:
@@ -265,9 +291,10 @@ def machine() -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return (
         f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, no GPU, Python {platform.python_version()}"
+        f"{torch.get_num_threads()} threads, {gpu}, Python {platform.python_version()}"
     )
 
 
@@ -286,6 +313,7 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
             text += f" ± {(max(values) - min(values)) / 2:.{digits}f}"
         return text
 
+    shorts = columns(rows)[len(COLUMNS) :]
     lines = [
         f"Base model: `{Path(model).name}`. Test: the same {test_reviews:,} stratified IMDB test "
         f"reviews for every cell (seed {TEST_SEED}). Machine: {machine()}. "
@@ -293,9 +321,10 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
         "",
         "| cell | recipe | train reviews | tokens | trained on | read at test | seeds "
         "| accuracy % | on long reviews % (n) | F1 % | train s | train reviews/s "
-        "| test reviews/s | held-out training reviews % | best epoch | last epoch's accuracy % |",
+        "| test reviews/s | held-out training reviews % | best epoch | last epoch's accuracy % |"
+        + "".join(f" {column.removesuffix('_accuracy')} % |" for column in shorts),
         "| --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | --- | ---: |",
+        "| ---: | --- | ---: |" + " ---: |" * len(shorts),
     ]
     order = list(CELLS)
     for (name, inference), items in sorted(
@@ -317,47 +346,51 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
             f"| {stat(items, 'test_reviews_per_second')} | {stat(items, 'tuning_accuracy', 100)} "
             f"| {epochs} "
             f"| {stat(items, 'last_epoch_accuracy', 100)} |"
+            + "".join(f" {stat(items, column, 100)} |" for column in shorts)
         )
     (folder / "accuracy.md").write_text("\n".join(lines) + "\n")
     plot_learning_curve(rows, folder / "learning_curve.png", test_reviews)
 
 
 def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: int) -> None:
-    """Test accuracy against training reviews, a line per recipe (cells marked `curve`)."""
+    """Accuracy against training reviews, a line per recipe (cells marked `curve`) and test
+    set: the IMDB test reviews, and each short-review set the rows hold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    sets = {"accuracy": f"IMDB test ({test_reviews:,})"} | {
+        column: column.removesuffix("_accuracy") for column in columns(rows)[len(COLUMNS) :]
+    }
     lines: dict[str, dict[int, list[float]]] = {}
     for row in rows:
         cell = CELLS.get(row["cell"])
         if cell and cell.curve and row["inference"] == row["truncation"]:
-            points = lines.setdefault(cell.curve, {})
-            points.setdefault(int(row["train_reviews"]), []).append(100 * float(row["accuracy"]))
+            for column, name in sets.items():
+                if row.get(column):
+                    points = lines.setdefault(f"{cell.curve}: {name}", {})
+                    reviews = int(row["train_reviews"])
+                    points.setdefault(reviews, []).append(100 * float(row[column]))
     if not lines:
         return
-    fig, ax = plt.subplots(figsize=(6.4, 4), dpi=120)
-    for i, (label, points) in enumerate(lines.items()):
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for label, points in lines.items():
         sizes = sorted(points)
         means = [np.mean(points[n]) for n in sizes]
         spread = [(max(points[n]) - min(points[n])) / 2 for n in sizes]
         ax.errorbar(sizes, means, yerr=spread, marker="o", capsize=4, label=label)
         for n, mean in zip(sizes, means, strict=True):
-            # Lines alternate their labels above and below, so close points stay legible.
-            offset = (0, 8) if i % 2 == 0 else (6, -14)
-            ax.annotate(f"{mean:.1f}%", (n, mean), textcoords="offset points", xytext=offset)
+            ax.annotate(f"{mean:.1f}", (n, mean), textcoords="offset points", xytext=(0, 7))
     sizes = sorted({n for points in lines.values() for n in points})
+    ax.set_xscale("log", base=2)  # the curve's cells double the reviews: equal steps
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
     ax.set(
         xlabel="Reviews trained on",
-        ylabel=f"Accuracy on {test_reviews:,} test reviews (%)",
+        ylabel="Accuracy (%)",
         title="Learning curve (error bars: half the spread over seeds)",
     )
-    ticks: list[int] = []
-    for n in sizes:  # a label within 10% of the axis from the last one would print over it
-        if not ticks or n - ticks[-1] > 0.1 * (sizes[-1] - sizes[0]):
-            ticks.append(n)
-    ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
     ax.margins(x=0.08, y=0.15)  # room for the labels above the points
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
@@ -374,7 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="base model folder")
     parser.add_argument("--data", required=True, help="folder with train/test parquet files")
     parser.add_argument(
-        "--cells", nargs="+", choices=list(CELLS), default=list(CELLS), help="cells, in order"
+        "--cells",
+        nargs="+",
+        choices=list(CELLS),
+        default=[name for name, cell in CELLS.items() if cell.protocol],
+        help="cells, in order (default: the protocol's)",
     )
     parser.add_argument(
         "--subset", type=int, default=DEFAULT_SUBSET, help="training reviews where a cell sets none"
@@ -384,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="one run per seed")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--short", help="folder of short-review sets each cell also reads")
     parser.add_argument("--report", action="store_true", help="rewrite the table and plot only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -395,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     reviews = data.load_data(args.data)
     test = fixed_test_sample(reviews, args.test_reviews)
+    short = data.load_short_sets(args.short) if args.short else {}
     for name in args.cells:
         for seed in args.seeds:
             done = {(row["cell"], int(row["seed"])) for row in read_rows(csv_path)}
@@ -405,10 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 config = cell_config(CELLS[name], args, seed, work)
                 logger.info("%s seed %d: %s", name, seed, dataclasses.asdict(config))
-                rows = run_cell(CELLS[name], config, reviews, test)
+                rows = run_cell(CELLS[name], config, reviews, test, short)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            append_rows(csv_path, rows)
+            append_rows(csv_path, rows, columns(read_rows(csv_path) + rows))
             write_report(read_rows(csv_path), args.out, args.model, args.test_reviews)
             for row in rows:
                 logger.info("RESULT %s", row)

@@ -62,11 +62,15 @@ def test_a_cell_trains_main_py_as_shipped_and_tests_each_reading(base_model, dat
     tiny = replace(config, max_length=MAX_LENGTH, val_reviews=12, learning_rate=2e-3)
     reviews = data.load_data(str(data_dir))
     test = accuracy.fixed_test_sample(reviews, 20)
-    rows = accuracy.run_cell(cell, tiny, reviews, test)
+    # A short set that is the test sample again reads as the served (sliding) row does.
+    rows = accuracy.run_cell(cell, tiny, reviews, test, short={"again": test})
     assert [row["inference"] for row in rows] == ["head+tail", "sliding"]
+    assert all(row["again_accuracy"] == rows[1]["accuracy"] for row in rows)
     tokens = encode(train.load_base(tiny)[0], test["text"])["tokens"]
     long = sum(n > MAX_LENGTH for n in tokens)
     assert all(row["long_reviews"] == long and 0 <= row["accuracy"] <= 1 for row in rows)
-    accuracy.append_rows(tmp_path / "accuracy.csv", rows)
+    accuracy.append_rows(tmp_path / "accuracy.csv", rows, accuracy.columns(rows))
     accuracy.write_report(accuracy.read_rows(tmp_path / "accuracy.csv"), tmp_path, "tiny", 20)
-    assert "| default | main.py as shipped" in (tmp_path / "accuracy.md").read_text()
+    table = (tmp_path / "accuracy.md").read_text()
+    assert "| default | main.py as shipped" in table and "| again % |" in table
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
