@@ -69,6 +69,7 @@ COLUMNS = (
     "last_epoch_accuracy",
     "wall_seconds",
     "finished",
+    "machine",
 )
 
 
@@ -186,7 +187,9 @@ def run_cell(
     rows = [row | {"last_epoch_accuracy": round(accuracy, 4)} for row in rows]
     wall = round(time.perf_counter() - started, 1)
     finished = time.strftime("%Y-%m-%d %H:%M")
-    return [row | {"wall_seconds": wall, "finished": finished} for row in rows]
+    return [
+        row | {"wall_seconds": wall, "finished": finished, "machine": machine()} for row in rows
+    ]
 
 
 def short_column(name: str) -> str:
@@ -298,6 +301,15 @@ def machine() -> str:
     )
 
 
+def machines(rows: list[dict[str, str]]) -> str:
+    """Where the rows ran, as they recorded it (rows before 2026-12-04 did not)."""
+    named = sorted({row["machine"] for row in rows if row.get("machine")})
+    if not named:
+        return "Machine: not recorded."
+    unnamed = "" if all(row.get("machine") for row in rows) else " Earlier rows: not recorded."
+    return f"Machine: {'; '.join(named)}.{unnamed}"
+
+
 def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_reviews: int) -> None:
     """`accuracy.md` (a table, seeds pooled as mean ± half-range) and `learning_curve.png`."""
     groups: dict[tuple, list[dict[str, str]]] = {}
@@ -316,7 +328,7 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
     shorts = columns(rows)[len(COLUMNS) :]
     lines = [
         f"Base model: `{Path(model).name}`. Test: the same {test_reviews:,} stratified IMDB test "
-        f"reviews for every cell (seed {TEST_SEED}). Machine: {machine()}. "
+        f"reviews for every cell (seed {TEST_SEED}). {machines(rows)} "
         "With two seeds, a value reads mean ± half the spread.",
         "",
         "| cell | recipe | train reviews | tokens | trained on | read at test | seeds "
@@ -393,7 +405,7 @@ def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: in
     )
     ax.margins(x=0.08, y=0.15)  # room for the labels above the points
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -73,4 +73,5 @@ def test_a_cell_trains_main_py_as_shipped_and_tests_each_reading(base_model, dat
     accuracy.write_report(accuracy.read_rows(tmp_path / "accuracy.csv"), tmp_path, "tiny", 20)
     table = (tmp_path / "accuracy.md").read_text()
     assert "| default | main.py as shipped" in table and "| again % |" in table
+    assert f"Machine: {accuracy.machine()}." in table  # as the rows recorded it
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
