@@ -71,6 +71,7 @@ COLUMNS = (
     "finished",
     "machine",
 )
+SHORT_SUFFIX = "_accuracy"  # a short-review set's column: its name, then this
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def run_cell(
     }
     served = train.serving_classifier(trainer.model, tokenizer, config)
     base |= {
-        short_column(name): round(train.test_split(served, split, name)[0]["accuracy"], 4)
+        name + SHORT_SUFFIX: round(train.test_split(served, split, name)[0]["accuracy"], 4)
         for name, split in (short or {}).items()
     }
     rows = []
@@ -186,21 +187,20 @@ def run_cell(
         accuracy = last_epoch_accuracy(trainer, tokenizer, config, test, kept)
     rows = [row | {"last_epoch_accuracy": round(accuracy, 4)} for row in rows]
     wall = round(time.perf_counter() - started, 1)
-    finished = time.strftime("%Y-%m-%d %H:%M")
-    return [
-        row | {"wall_seconds": wall, "finished": finished, "machine": machine()} for row in rows
-    ]
+    ran = {"wall_seconds": wall, "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
+    return [row | ran for row in rows]
 
 
-def short_column(name: str) -> str:
-    """The CSV column of a short-review set's accuracy: `sst2_validation_accuracy`."""
-    return f"{name}_accuracy"
+def short_columns(rows: list[dict]) -> dict[str, str]:
+    """The short-set columns these rows have, in the order they appear, by set name
+    (`sst2_validation_accuracy`: `sst2_validation`)."""
+    extra = [key for row in rows for key in row if key not in COLUMNS]
+    return {key: key.removesuffix(SHORT_SUFFIX) for key in dict.fromkeys(extra)}
 
 
 def columns(rows: list[dict]) -> tuple[str, ...]:
-    """COLUMNS, then the short-set columns these rows have, in the order they appear."""
-    extra = {key: None for row in rows for key in row if key not in COLUMNS}
-    return COLUMNS + tuple(extra)
+    """COLUMNS, then the short-set columns these rows have."""
+    return COLUMNS + tuple(short_columns(rows))
 
 
 def keep_last_epoch(trainer: Any) -> dict[str, Any]:
@@ -325,7 +325,7 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
             text += f" ± {(max(values) - min(values)) / 2:.{digits}f}"
         return text
 
-    shorts = columns(rows)[len(COLUMNS) :]
+    shorts = short_columns(rows)
     lines = [
         f"Base model: `{Path(model).name}`. Test: the same {test_reviews:,} stratified IMDB test "
         f"reviews for every cell (seed {TEST_SEED}). {machines(rows)} "
@@ -334,7 +334,7 @@ def write_report(rows: list[dict[str, str]], folder: Path, model: str, test_revi
         "| cell | recipe | train reviews | tokens | trained on | read at test | seeds "
         "| accuracy % | on long reviews % (n) | F1 % | train s | train reviews/s "
         "| test reviews/s | held-out training reviews % | best epoch | last epoch's accuracy % |"
-        + "".join(f" {column.removesuffix('_accuracy')} % |" for column in shorts),
+        + "".join(f" {name} % |" for name in shorts.values()),
         "| --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: "
         "| ---: | --- | ---: |" + " ---: |" * len(shorts),
     ]
@@ -372,9 +372,7 @@ def plot_learning_curve(rows: list[dict[str, str]], path: Path, test_reviews: in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = {"accuracy": f"IMDB test ({test_reviews:,})"} | {
-        column: column.removesuffix("_accuracy") for column in columns(rows)[len(COLUMNS) :]
-    }
+    sets = {"accuracy": f"IMDB test ({test_reviews:,})"} | short_columns(rows)
     lines: dict[str, dict[int, list[float]]] = {}
     for row in rows:
         cell = CELLS.get(row["cell"])

@@ -111,7 +111,8 @@ def test_the_card_gives_the_accuracy_on_held_out_short_reviews(model_dir, data_d
     report = json.loads((model_dir / "metrics.json").read_text())
     config = saved_config(report["config"], str(model_dir))
     imdb = data.load_data(str(data_dir))
-    short = data.short_reviews(imdb, data.make_splits(imdb, config))
+    splits = data.make_splits(imdb, config)
+    short = data.short_reviews(imdb, splits)
     assert len(short["text"]) == report["calibration"]["short_reviews"] == 68
     # Read again in PyTorch, as training read them; a wrong count or set would differ.
     classifier = infer.load(model_dir, backend="torch")
@@ -120,8 +121,7 @@ def test_the_card_gives_the_accuracy_on_held_out_short_reviews(model_dir, data_d
     assert report["calibration"]["short_reviews_accuracy"] == pytest.approx(right)
     # The figure is counted, not assumed: the same reviews with their labels flipped score 1 - it.
     flipped = {"text": short["text"], "label": [1 - label for label in short["label"]]}
-    validation = data.make_splits(imdb, config)["validation"]
-    _, fit = scoring.calibrated(classifier, validation, config.seed, flipped)
+    _, fit = scoring.calibrated(classifier, splits["validation"], config.seed, flipped)
     assert fit["short_reviews_accuracy"] == pytest.approx(1 - right)
     card = (model_dir / "README.md").read_text()
     assert "On the 68 IMDB reviews of at most 64 tokens" in card
