@@ -75,3 +75,35 @@ def test_a_cell_trains_main_py_as_shipped_and_tests_each_reading(base_model, dat
     assert "| default | main.py as shipped" in table and "| again % |" in table
     assert f"Machine: {accuracy.machine()}." in table  # as the rows recorded it
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_the_speed_table_gives_each_path_its_median_over_rounds(model_dir, data_dir):
+    import inference
+
+    measured = {
+        name: inference.measure(model_dir, name, str(data_dir), 8)
+        for name in ("pipeline", "torch fp32")
+    }
+    measured = json.loads(json.dumps(measured))  # latency keys as strings, as saved
+    base = measured["pipeline"]
+    assert len(base["labels"]) == 8 and base["reviews_per_s"] > 0
+
+    def scaled(row: dict, factor: float, peak: float) -> dict:
+        latency = {w: {**v, "p50_ms": v["p50_ms"] * factor} for w, v in row["latency"].items()}
+        return {
+            **row,
+            "reviews_per_s": row["reviews_per_s"] / factor,
+            "latency": latency,
+            "peak_mb": peak,
+        }
+
+    rounds = [scaled(base, 1.0, 900.0), scaled(base, 3.0, 950.0), scaled(base, 1.5, 800.0)]
+    row = inference.median_row(rounds)
+    assert row["reviews_per_s"] == base["reviews_per_s"] / 1.5
+    assert row["rounds"] == [r["reviews_per_s"] for r in rounds]
+    assert row["latency"]["20"]["p50_ms"] == base["latency"]["20"]["p50_ms"] * 1.5
+    assert row["peak_mb"] == 950.0
+    _, gold = inference.reviews(str(data_dir), 8)
+    lines = inference.table([row, measured["torch fp32"]], gold).splitlines()
+    assert lines[2].startswith(f"| pipeline | head | {row['reviews_per_s']:.1f} | 1.00x |")
+    assert "| 950 |" in lines[2] and lines[3].endswith("| 100.00% |")
