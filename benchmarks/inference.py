@@ -154,11 +154,14 @@ def median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     row = dict(rounds[0], rounds=[r["reviews_per_s"] for r in rounds])
     row["reviews_per_s"] = float(np.median(row["rounds"]))
     row["peak_mb"] = max(r["peak_mb"] for r in rounds)
-    for words, first in rounds[0]["latency"].items():
-        row["latency"][words] = dict(first) | {
+    row["latency"] = {
+        words: first
+        | {
             key: float(np.median([r["latency"][words][key] for r in rounds]))
             for key in ("p50_ms", "p95_ms")
         }
+        for words, first in rounds[0]["latency"].items()
+    }
     return row
 
 

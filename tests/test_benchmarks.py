@@ -103,6 +103,7 @@ def test_the_speed_table_gives_each_path_its_median_over_rounds(model_dir, data_
     assert row["rounds"] == [r["reviews_per_s"] for r in rounds]
     assert row["latency"]["20"]["p50_ms"] == base["latency"]["20"]["p50_ms"] * 1.5
     assert row["peak_mb"] == 950.0
+    assert rounds[1]["latency"] == scaled(base, 3.0, 0)["latency"]  # the rounds as they were
     _, gold = inference.reviews(str(data_dir), 8)
     lines = inference.table([row, measured["torch fp32"]], gold).splitlines()
     assert lines[2].startswith(f"| pipeline | head | {row['reviews_per_s']:.1f} | 1.00x |")

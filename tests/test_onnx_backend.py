@@ -64,6 +64,27 @@ def onnx_model(model_dir, runtime):
     return onnx_backend.OnnxModel(model_dir / onnx_backend.ONNX_FILE, runtime)
 
 
+def test_attention_is_fused_and_the_residual_add_kept_out_of_layer_norm(model_dir, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    for name, attention in (
+        (onnx_backend.SHORT_FILE, "Attention"),
+        (onnx_backend.ONNX_FILE, "QAttention"),
+    ):
+        path = model_dir / name
+        ops = {node.op_type for node in onnx.load(path).graph.node}
+        assert attention in ops and "LayerNormalization" in ops
+        assert "SkipLayerNormalization" not in ops
+        # The session would fuse Add and LayerNorm again unless told not to, as `_session` is.
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / name)
+        for disabled, fused in (([], True), (onnx_backend.UNFUSED, False)):
+            ort.InferenceSession(str(path), options, disabled_optimizers=disabled)
+            ops = {node.op_type for node in onnx.load(tmp_path / name).graph.node}
+            assert ("SkipLayerNormalization" in ops) is fused
+
+
 def test_int8_probabilities_stay_close_to_pytorch(model_dir):
     int8 = copy.copy(onnx_model(model_dir, "onnxruntime"))
     int8.short = None  # every window through INT8 (the tiny model's windows are all short)
