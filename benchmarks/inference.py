@@ -20,7 +20,7 @@ agreement of labels with PyTorch fp32 at the same reading. Every path runs `--ro
 (3), the paths taking turns, and each figure is its median over the rounds: on a shared
 2-core machine one path read 75 to 92 reviews/s within ten minutes, so paths measured once,
 one after another, compare moments as much as paths. Prints a markdown table and writes it,
-with each round's figures, to benchmarks/results/inference.{md,json}.
+with each round's reviews/s, to benchmarks/results/inference.{md,json}.
 """
 
 from __future__ import annotations
