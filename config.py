@@ -57,11 +57,14 @@ class TrainConfig:
             "(columns text, label), or an extracted aclImdb folder"
         },
     )
-    extra_data: str | None = field(
-        default=None,
+    extra_data: tuple[str, ...] = field(
+        default=(),
         metadata={
-            "help": "a .csv or .jsonl of more labelled reviews (text and label, or the app's "
-            "feedback file) added to the training split only"
+            "help": "more labelled reviews for the training split only, one or more sources: "
+            ".csv, .jsonl or .parquet files (text and label, or the app's feedback file) or "
+            "Hub dataset names (rotten_tomatoes, stanfordnlp/sst2); SOURCE:ROWS takes ROWS "
+            "of one at random. Rows equal to a validation, test or --short-data text are "
+            "dropped"
         },
     )
     push_to_hub: str | None = field(
@@ -117,6 +120,12 @@ class TrainConfig:
         default="none",
         metadata={"help": "tensorboard also logs to runs/ (view: tensorboard --logdir runs)"},
     )
+
+    def __post_init__(self) -> None:
+        # A list from a JSON file, or one source as a string (a metrics.json of before 2026-12-05).
+        sources = self.extra_data
+        sources = (sources,) if isinstance(sources, str) else tuple(sources or ())
+        object.__setattr__(self, "extra_data", sources)
 
 
 def check_config(config: TrainConfig) -> None:

@@ -6,6 +6,8 @@ An ASGI middleware around the whole server (REST routes and the mounted Gradio a
   Content-Length is checked first, and a chunked body is read into memory only up to the cap;
 - routes a public demo must not serve get 404: Gradio's live-reload stream (`/dev/reload`,
   a development tool) and the monitoring dashboard;
+- a method a REST path does not serve gets 405 and an `Allow` header (RFC 9110, 15.5.6),
+  where the page mounted at `/` would answer 404;
 - every response carries headers that stop content sniffing and framing by other sites
   (Hugging Face Spaces shows the app in a frame, so huggingface.co may frame it).
 """
@@ -13,7 +15,7 @@ An ASGI middleware around the whole server (REST routes and the mounted Gradio a
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -42,8 +44,16 @@ SECURITY_HEADERS = [
 class Guard:
     """ASGI middleware: `app = Guard(app)`, or `fastapi_app.add_middleware(Guard)`."""
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY, max_upload: int = MAX_UPLOAD):
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int = MAX_BODY,
+        max_upload: int = MAX_UPLOAD,
+        methods: Mapping[str, Collection[str]] | None = None,
+    ):
+        """`methods`: the methods each path of the REST API serves (others get 405)."""
         self.app, self.max_body, self.max_upload = app, max_body, max_upload
+        self.methods = dict(methods or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +62,11 @@ class Guard:
         path = scope["path"]
         if path.startswith(CLOSED_PREFIXES):
             await _reply(send, 404, "Not found.")
+            return
+        allowed = self.methods.get(path)
+        if allowed is not None and scope["method"] not in allowed:
+            allow = ", ".join(sorted(allowed))
+            await _reply(send, 405, f"{path} takes {allow} only.", [(b"allow", allow.encode())])
             return
         cap = self.max_upload if path.startswith(UPLOAD_PATHS) else self.max_body
         declared = dict(scope["headers"]).get(b"content-length")
@@ -113,12 +128,15 @@ def _with_headers(send: Send) -> Send:
     return send_with_headers
 
 
-async def _reply(send: Send, status: int, message: str) -> None:
+async def _reply(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"detail": message}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
         *SECURITY_HEADERS,
+        *(headers or []),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -28,11 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hints = typing.get_type_hints(TrainConfig)
     for spec in dataclasses.fields(TrainConfig):
-        kind = hints[spec.name]
-        if typing.get_origin(kind) is not None:  # `int | None`: the flag takes an int
+        kind, many = hints[spec.name], {}
+        if typing.get_origin(kind) is tuple:  # `tuple[str, ...]`: the flag takes one or more
+            kind, many = typing.get_args(kind)[0], {"nargs": "+"}
+        elif typing.get_origin(kind) is not None:  # `int | None`: the flag takes an int
             kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
         parser.add_argument(
-            flag(spec.name), type=kind, default=spec.default, help=spec.metadata["help"]
+            flag(spec.name), type=kind, default=spec.default, help=spec.metadata["help"], **many
         )
     return parser
 

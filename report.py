@@ -127,7 +127,12 @@ def card_metadata(report: dict[str, Any]) -> Any:
         model_name=report["name"],
         license="apache-2.0",
         base_model=_hub_name(config["model"]),
-        datasets=[hub_data] if hub_data else None,
+        datasets=[
+            name
+            for name in [data["source"], *(s["source"] for s in data.get("extra") or [])]
+            if _hub_name(name)
+        ]
+        or None,
         language=["en"],
         metrics=["accuracy", "precision", "recall", "f1", "roc_auc"],
         pipeline_tag="text-classification",
@@ -182,6 +187,7 @@ def card_body(report: dict[str, Any]) -> str:
     base = display_name(config["model"])
     cut, share = report["max_length"], report["test_truncated_share"]
     shown = config | {key: display_name(config[key]) for key in ("model", "data", "output_dir")}
+    shown["extra_data"] = ", ".join(map(display_name, config["extra_data"])) or "none"
     settings = "\n".join(f"| `{key}` | {value} |" for key, value in shown.items())
     remote_code = config["pooling"] == "mean"
     remote = ", trust_remote_code=True" if remote_code else ""
@@ -189,12 +195,13 @@ def card_body(report: dict[str, Any]) -> str:
     return f"""# {report["name"]}
 
 Sentiment of English movie reviews: **{" or ".join(report["labels"])}**. Fine-tuned from
-`{base}` on {data["train"]:,} training reviews of `{display_name(data["source"])}`, with the best of
-{config["epochs"]:g} epochs chosen by F1 on {data["validation"]:,} held-out training reviews
-(epoch {val["epoch"]:g}: validation F1 {val["f1"]:.1%}). The test split was used once, after
-training.
+`{base}` on {data["train"]:,} training texts, with the best of {config["epochs"]:g} epochs
+chosen by F1 on {data["validation"]:,} held-out training texts (epoch {val["epoch"]:g}:
+validation F1 {val["f1"]:.1%}). The test split was used once, after training.
 
 {RESULTS_HEADING}
+
+{trained_on(data)}
 
 On {test["reviews"]:,} test reviews (balanced, drawn with seed {config["seed"]}; text hash
 `{data["sha256"]["test"][:12]}`). The baseline is `{base}` with its new, untrained classification
@@ -248,6 +255,21 @@ many tokens of each review it read.
 """
 
 
+def trained_on(data: dict[str, Any]) -> str:
+    """What the model learned from: the IMDB-shaped data and each extra source, with counts."""
+    extra = data.get("extra") or []  # absent in folders made before 2026-12-05
+    imdb = data["train"] - sum(source["train"] for source in extra)
+    line = f"Trained on {imdb:,} reviews of `{display_name(data['source'])}`"
+    if not extra:
+        return line + "."
+    parts = [
+        f"{source['train']:,} of `{display_name(source['source'])}` ({source['validation']:,} "
+        f"more held out for validation, {source['dropped']:,} dropped as evaluation texts)"
+        for source in extra
+    ]
+    return f"{line} and short texts: {'; '.join(parts)}."
+
+
 def calibration_section(report: dict[str, Any]) -> str:
     """How honest the probabilities are, before and after temperature scaling, per test set."""
     fit = report["calibration"]
@@ -276,7 +298,26 @@ def calibration_section(report: dict[str, Any]) -> str:
             f"{metrics['brier']:.3f} | {metrics['unsure_share']:.1%} "
             f"| {metrics['accuracy_answered']:.1%} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + kinds_table(report["short"]))
+
+
+def kinds_table(short: dict[str, Any]) -> list[str]:
+    """Lines of a table per kind of review, for the short sets that mark each review's kind."""
+    rows = [
+        f"| {name}: {kind} | {m['reviews']:,} | {m['accuracy']:.1%} | {m['unsure_share']:.1%} "
+        f"| {m['accuracy_answered']:.1%} | {m['wrong_answered']} |"
+        for name, metrics in short.items()
+        for kind, m in metrics.get("kinds", {}).items()
+    ]
+    if not rows:
+        return []
+    return [
+        "",
+        "| kind of review | reviews | accuracy | unsure | accuracy on the rest "
+        "| wrong answers shown |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+    ]
 
 
 def short_reviews_line(fit: dict[str, Any]) -> list[str]:

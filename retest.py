@@ -18,7 +18,7 @@ from pathlib import Path
 
 from calibrate import write_calibration
 from config import UsageError, saved_config
-from data import fingerprint, load_data, load_short_sets, make_splits, short_reviews
+from data import build_splits, fingerprint, load_short_sets, short_reviews
 from plots import truncated_share
 from publish import publish
 from report import REWRITTEN_FILES
@@ -43,13 +43,13 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
         )
     saved = json.loads((model_dir / "metrics.json").read_text())
     config = saved_config(saved["config"], f"{model_dir}/", data=data, test_subset=test_subset)
-    imdb = load_data(config.data)
-    splits = make_splits(imdb, config)
+    short_sets = load_short_sets(config.short_data) if config.short_data else {}
+    held_out = [text for split in short_sets.values() for text in split["text"]]
+    imdb, splits, _ = build_splits(config, held_out)
     classifier, calibration = calibrated(
         classifier, splits["validation"], config.seed, short_reviews(imdb, splits)
     )
     test, rows = test_split(classifier, splits["test"])
-    short_sets = load_short_sets(config.short_data) if config.short_data else {}
     short = {name: test_split(classifier, split, name)[0] for name, split in short_sets.items()}
     hashes = fingerprint(splits)
     baseline = saved["baseline"]

@@ -56,12 +56,19 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
     before = score(split["label"], raw[:, 1])
     predicted = probs.argmax(axis=1)  # ties to label 0, as utils.top_label
     unsure = calibration.unsure(probs)
-    answered = ~unsure & (predicted == np.asarray(split["label"]))
-    metrics |= {
-        "uncalibrated": {key: before[key] for key in ("log_loss", "brier", "ece")},
-        "unsure_share": float(unsure.mean()),
-        "accuracy_answered": float(answered.sum() / max(1, (~unsure).sum())),
-    }
+    right = predicted == np.asarray(split["label"])
+    metrics |= {"uncalibrated": {key: before[key] for key in ("log_loss", "brier", "ece")}}
+    metrics |= answered(right, unsure)
+    if "kind" in split.column_names:  # a set of typed reviews: plain, negation, contrast...
+        kinds = np.asarray(split["kind"])
+        metrics["kinds"] = {
+            str(kind): {
+                "reviews": int((kinds == kind).sum()),
+                "accuracy": float(right[kinds == kind].mean()),
+            }
+            | answered(right[kinds == kind], unsure[kinds == kind])
+            for kind in dict.fromkeys(split["kind"])
+        }
     timing = {"seconds": round(seconds, 1), "reviews_per_second": round(len(split) / seconds, 1)}
     rows = {
         "text": split["text"],
@@ -74,6 +81,17 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
         "read": encoded["read"],
     }
     return {"reviews": len(split)} | metrics | timing, rows
+
+
+def answered(right: np.ndarray, unsure: np.ndarray) -> dict[str, Any]:
+    """The share marked unsure, the accuracy of the answers given, and the wrong answers given:
+    those a visitor sees as a confident label."""
+    shown = ~unsure
+    return {
+        "unsure_share": float(unsure.mean()),
+        "accuracy_answered": float((right & shown).sum() / max(1, shown.sum())),
+        "wrong_answered": int((~right & shown).sum()),
+    }
 
 
 def calibrated(

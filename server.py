@@ -15,17 +15,21 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, WithJsonSchema
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import infer
-from guard import MAX_UPLOAD, Guard
+from checks import MAX_REVIEW_CHARS
+from guard import MAX_BODY, MAX_UPLOAD, Guard
 
 MAX_QUEUE = 64  # waiting requests, page and REST alike; past this, a fast "busy" answer
 MAX_TEXTS = 64  # reviews per REST request; more go in several requests
@@ -35,13 +39,37 @@ MODEL_LOCK = threading.Lock()
 log = logging.getLogger(__name__)
 
 
-class PredictRequest(BaseModel):
-    """`POST /api/v1/predict`: one review, or a list of them."""
+# The rules `checks.check_texts` applies, stated in the OpenAPI document so that a request
+# the document allows is answered. `\p{L}`: a letter of any script, as `utils.has_words`
+# finds one (JSON Schema patterns are ECMA-262 with Unicode classes, and search unanchored).
+REVIEW_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_REVIEW_CHARS,
+    "pattern": r"\p{L}",
+    "description": f"a movie review: at least one letter, at most {MAX_REVIEW_CHARS:,} characters",
+}
 
-    texts: str | list[str] = Field(
-        examples=[["A moving, beautifully acted film.", "Dull."]],
-        description=f"a review, or up to {MAX_TEXTS} reviews",
-    )
+
+class PredictRequest(BaseModel):
+    """`POST /api/v1/predict`: one review, or a list of them. The whole body is at most
+    1 MiB (413 past it)."""
+
+    # The document states the rules; `checks.check_texts` enforces them with messages that
+    # name the fix, where pydantic's would quote a regular expression.
+    texts: Annotated[
+        str | list[str],
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    REVIEW_SCHEMA,
+                    {"type": "array", "items": REVIEW_SCHEMA, "minItems": 1, "maxItems": MAX_TEXTS},
+                ],
+                "description": f"a review, or 1 to {MAX_TEXTS} reviews",
+                "examples": [["A moving, beautifully acted film.", "Dull."]],
+            }
+        ),
+    ]
 
 
 class PredictResponse(BaseModel):
@@ -51,16 +79,39 @@ class PredictResponse(BaseModel):
     predictions: list[dict[str, Any]]
 
 
+class ErrorResponse(BaseModel):
+    """Every refusal of the REST API: what was wrong and how to fix it."""
+
+    detail: str = Field(examples=["Review 0 is empty: give the text of a movie review."])
+
+
+class Health(BaseModel):
+    """`GET /healthz`: `ok` with the labels, or `unavailable` with the reason (503)."""
+
+    status: Literal["ok", "unavailable"]
+    labels: list[str] | None = None
+    detail: str | None = None
+
+
+REFUSALS = {
+    400: {"model": ErrorResponse, "description": "The body is not JSON."},
+    413: {"model": ErrorResponse, "description": f"The body is over {MAX_BODY // 2**20} MiB."},
+    422: {"model": ErrorResponse, "description": "A review that cannot be read, and why."},
+    503: {"model": ErrorResponse, "description": "The server is busy, or has no model."},
+}
+
+
 def build_server(demo: gr.Blocks, model_dir: Path, css: str = "") -> FastAPI:
     """The whole server: REST routes, the page mounted at `/`, all behind `guard.Guard`."""
     api = FastAPI(
         title="Movie review sentiment API",
         description="Classify movie reviews as positive or negative.",
     )
-    api.add_middleware(Guard)
+    api.add_exception_handler(RequestValidationError, _invalid_request)
+    api.add_exception_handler(StarletteHTTPException, _refused)  # FastAPI's 400 is Starlette's
     waiting = 0
 
-    @api.post("/api/v1/predict", response_model=PredictResponse)
+    @api.post("/api/v1/predict", response_model=PredictResponse, responses=REFUSALS)
     async def predict(request: PredictRequest) -> PredictResponse:
         """Label probabilities for each review, with the same model and calibration as the
         page. 422: a review that cannot be read; 413: too big; 503: busy or no model."""
@@ -80,15 +131,24 @@ def build_server(demo: gr.Blocks, model_dir: Path, css: str = "") -> FastAPI:
             waiting -= 1
         return PredictResponse(predictions=[p.as_dict() for p in predictions])
 
-    @api.get("/healthz")
-    async def healthz() -> JSONResponse:
+    @api.get(
+        "/healthz",
+        response_model=Health,
+        response_model_exclude_none=True,
+        responses={503: {"model": Health}},
+    )
+    async def healthz() -> Any:
         """200 once the model answers a real review; 503 with the reason when it cannot."""
         try:
             classifier = await run_in_threadpool(_classifier_or_503, model_dir)
             await run_in_threadpool(_locked_classify, classifier, ["A fine film."])
         except HTTPException as error:
             return JSONResponse({"status": "unavailable", "detail": error.detail}, 503)
-        return JSONResponse({"status": "ok", "labels": list(classifier.labels)})
+        return Health(status="ok", labels=list(classifier.labels))
+
+    # Added last, it still runs first; it knows the REST routes by now.
+    methods = {route.path: route.methods for route in api.routes if isinstance(route, APIRoute)}
+    api.add_middleware(Guard, methods=methods)
 
     return gr.mount_gradio_app(
         api,
@@ -100,6 +160,30 @@ def build_server(demo: gr.Blocks, model_dir: Path, css: str = "") -> FastAPI:
         enable_monitoring=False,
         max_file_size=MAX_UPLOAD,
     )
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's own validation errors in the one error shape: a sentence naming the fix."""
+    problems = "; ".join(
+        f"{'.'.join(map(str, problem['loc'][1:])) or 'the body'}: {problem['msg']}"
+        for problem in error.errors()  # type: ignore[attr-defined]
+    )
+    return JSONResponse(
+        {"detail": f'Send JSON such as {{"texts": ["A fine film."]}} ({problems}).'}, 422
+    )
+
+
+async def _refused(request: Request, error: Exception) -> JSONResponse:
+    """An HTTPException in the one error shape; FastAPI's own 400 for a body that is not JSON
+    says how to send one."""
+    assert isinstance(error, StarletteHTTPException)
+    detail = error.detail
+    if error.status_code == 400:
+        detail = (
+            'The body is not JSON: send {"texts": ["A fine film."]} with the header '
+            "content-type: application/json."
+        )
+    return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
 
 
 def _classifier_or_503(model_dir: Path) -> infer.Classifier:

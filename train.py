@@ -27,14 +27,11 @@ import numpy as np
 from calibrate import write_calibration
 from config import LABELS, TrainConfig, UsageError, check_config, resolve_pooling
 from data import (
-    add_extra,
+    build_splits,
     fingerprint,
     hub_reachable,
     hub_unreachable,
-    load_data,
-    load_extra,
     load_short_sets,
-    make_splits,
     short_reviews,
 )
 from plots import truncated_share
@@ -297,19 +294,16 @@ def run(config: TrainConfig) -> dict[str, Any]:
     if config.push_to_hub:
         check_push(config.push_to_hub)
     config = resolve_pooling(config)
-    extra = load_extra(config.extra_data, LABELS) if config.extra_data else None
-    imdb = load_data(config.data)
-    splits = make_splits(imdb, config)
-    if extra is not None:
-        splits, dropped = add_extra(splits, extra, config.seed)
-        logger.info(
-            "Extra data %s: %s reviews added to the training split (%s dropped: they are "
-            "validation or test reviews)",
-            config.extra_data,
-            f"{len(extra) - dropped:,}",
-            dropped,
-        )
     short_sets = load_short_sets(config.short_data) if config.short_data else {}
+    held_out = [text for split in short_sets.values() for text in split["text"]]
+    imdb, splits, sources = build_splits(config, held_out)
+    for count in sources:
+        logger.info(
+            "Extra data %s: %s rows, %s to training and %s to validation (%s dropped: they "
+            "are or lie inside validation, test or --short-data texts)",
+            count["source"],
+            *(f"{count[key]:,}" for key in ("rows", "train", "validation", "dropped")),
+        )
     sizes = {name: len(split) for name, split in splits.items()}
     logger.info(
         "Data %s: %s train, %s validation, %s test reviews (balanced)",
@@ -344,7 +338,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
         "calibration": calibration,
         "short": short,
         "test_truncated_share": truncated_share(rows["tokens"], config.max_length),
-        "data": {"source": config.data} | sizes | {"sha256": fingerprint(splits)},
+        "data": {"source": config.data, "extra": sources} | sizes | {"sha256": fingerprint(splits)},
         "config": asdict(config),
         "versions": versions(),
         "history": trainer.state.log_history,

@@ -3,11 +3,12 @@
     python benchmarks/short_reviews.py --models model other-model --data ../shared/data/imdb \
         --short ../shared/data/short
 
-For each model folder (as published, with its calibration): accuracy, ECE (15 bins) before and
-after temperature scaling, the share marked unsure and the accuracy on the rest, on the
-benchmark's fixed 2,000 IMDB test reviews and on each short-review set; its training time from
-metrics.json; and its answers to the reviews typed in the app that once went wrong. Prints a
-markdown table. The short sets compare and choose; nothing here trains on them.
+For each model folder, served as `infer.load` serves it (its backend and calibration): the
+benchmark's fixed 2,000 IMDB test reviews and each short-review set, with a set's `kind` column
+(typed reviews: plain, negation, contrast, sarcasm) read per kind; per set the share marked
+unsure, the accuracy of the answers given and the wrong answers shown as confident; and the
+training time and extra data from metrics.json. Prints two markdown tables. The short sets
+compare and choose; nothing here trains on them.
 """
 
 from __future__ import annotations
@@ -27,71 +28,61 @@ import data
 import train
 from infer import load
 
-TYPED = {  # typed in the app on the default of 6197013; the wrong answers were 98-100% sure
-    "Not bad at all.": "POSITIVE",
-    "I expected little, but this film won me over: a sharp script, a warm lead performance "
-    "and an ending that made me cry.": "POSITIVE",
-    "It was okay, nothing special.": "NEGATIVE",
-}
+IMDB = f"IMDB test ({TEST_REVIEWS:,})"
 
 
 def measure(model_dir: Path, sets: dict[str, Any]) -> dict[str, Any]:
-    """Metrics of one published model on every set, and its answers to TYPED."""
+    """Metrics of one published model, as served, on every set."""
     classifier = load(model_dir)
     saved = json.loads((model_dir / "metrics.json").read_text())
     results = {name: train.test_split(classifier, split, name)[0] for name, split in sets.items()}
-    typed = [
-        {
-            "text": text,
-            "right": p.label == truth,
-            "confidence": p.scores[p.label],
-            "unsure": p.unsure,
-        }
-        for (text, truth), p in zip(TYPED.items(), classifier.classify(list(TYPED)), strict=True)
-    ]
     return {
         "model": model_dir.name,
-        # --snippets was measured, then removed: folders trained without it have no such key.
-        "snippets": saved["config"].get("snippets", 0),
-        "extra_data": saved["config"].get("extra_data"),
+        "extra_data": saved["config"]["extra_data"],
         "train_seconds": saved["train"]["seconds"],
-        # IMDB's own reviews of at most 64 tokens the run held out (absent before 2026-12-04).
-        "imdb_short_accuracy": saved["calibration"].get("short_reviews_accuracy"),
-        "temperature": classifier.calibration.temperature,
-        "windows_temperature": classifier.calibration.windows_temperature,
-        "short_temperature": classifier.calibration.short_temperature,
         "unsure_below": classifier.calibration.unsure_below,
+        "short_temperature": classifier.calibration.short_temperature,
         "sets": results,
-        "typed": typed,
     }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    """Accuracy per set and kind, then per set: unsure share, accuracy of the rest, wrong
+    answers shown above the unsure threshold."""
     names = list(rows[0]["sets"])
-    head = " | ".join(f"{name}: accuracy, ECE before → after, unsure, rest" for name in names)
+    kinds = {
+        name: list(rows[0]["sets"][name].get("kinds", {}))
+        for name in names
+        if rows[0]["sets"][name].get("kinds")
+    }
+    heads = [*names, *(f"{name}: {kind}" for name, ks in kinds.items() for kind in ks)]
     lines = [
-        f"| model | train s | temperatures: reviews, several windows, short | unsure below "
-        f"| {head} | held-out IMDB short reviews | typed: wrong shown above the threshold |",
-        "| --- | ---: | ---: | ---: | " + " | ".join("---" for _ in names) + " | ---: | ---: |",
+        "| model | train min | " + " | ".join(heads) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in heads) + " |",
     ]
     for row in rows:
-        cells = []
-        for name in names:
-            m = row["sets"][name]
-            cells.append(
-                f"{m['accuracy']:.1%}, {m['uncalibrated']['ece']:.3f} → {m['ece']:.3f}, "
-                f"{m['unsure_share']:.1%}, {m['accuracy_answered']:.1%}"
-            )
-        confident_wrong = sum(not t["right"] and not t["unsure"] for t in row["typed"])
-        imdb_short = row["imdb_short_accuracy"]
-        lines.append(
-            f"| {row['model']} | {row['train_seconds']:.0f} "
-            f"| {row['temperature']:.2f}, {row['windows_temperature']:.2f}, "
-            f"{row['short_temperature']:.2f} "
-            f"| {row['unsure_below']:.2f} | {' | '.join(cells)} "
-            f"| {'—' if imdb_short is None else f'{imdb_short:.1%}'} "
-            f"| {confident_wrong} of {len(row['typed'])} |"
-        )
+        sets = row["sets"]
+        cells = [f"{sets[name]['accuracy']:.1%}" for name in names]
+        for name, ks in kinds.items():
+            for kind in ks:
+                m = sets[name]["kinds"][kind]
+                right = round(m["accuracy"] * m["reviews"])
+                cells.append(f"{m['accuracy']:.1%} ({right}/{m['reviews']})")
+        minutes = row["train_seconds"] / 60
+        lines.append(f"| {row['model']} | {minutes:.1f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| model | unsure below | "
+        + " | ".join(f"{name}: unsure, rest, wrong shown" for name in names)
+        + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
+    ]
+    for row in rows:
+        cells = [
+            f"{m['unsure_share']:.1%}, {m['accuracy_answered']:.1%}, {m['wrong_answered']}"
+            for m in (row["sets"][name] for name in names)
+        ]
+        lines.append(f"| {row['model']} | {row['unsure_below']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -104,18 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     imdb = fixed_test_sample(data.load_data(args.data), TEST_REVIEWS)
-    sets = {"IMDB test (2,000)": imdb} | data.load_short_sets(args.short)
+    sets = {IMDB: imdb} | data.load_short_sets(args.short)
     rows = [measure(folder, sets) for folder in args.models]
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print(table(rows))
-    for row in rows:
-        for typed in row["typed"]:
-            verdict = "right" if typed["right"] else "WRONG"
-            unsure = ", unsure" if typed["unsure"] else ""
-            print(
-                f"{row['model']}: {verdict} at {typed['confidence']:.1%}{unsure}: {typed['text']}"
-            )
     return 0
 
 

@@ -29,10 +29,24 @@ from utils import (
         ("Tom &amp; Jerry &quot;rocks&quot;", 'Tom & Jerry "rocks"'),
         ("  spaced \t\n out  ", "spaced out"),
         ("No markup at all.", "No markup at all."),
+        # Treebank spacing (SST-2, Rotten Tomatoes) and a phone's quotes, joined as people type.
+        ("it does n't work , and ca n't", "it doesn't work , and can't"),
+        ("I didn\u2019t care, \u201cfine\u201d", 'I didn\'t care, "fine"'),
+        ("-lrb- sort of -rrb- ``good''", '( sort of ) "good"'),
     ],
 )
 def test_clean_text(raw, clean):
     assert clean_text(raw) == clean
+
+
+def test_typed_and_treebank_negations_reach_the_model_as_the_same_tokens(base_model):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    typed, treebank = (encode(tokenizer, [text])["input_ids"][0] for text in (
+        "the film wasn\u2019t boring", "the film was n't boring"
+    ))  # fmt: skip
+    assert typed == treebank
 
 
 def test_clean_text_caps_characters():
