@@ -5,7 +5,7 @@
     2
 
 `main.py` turns every field into a flag of the same name (`grad_accum` is `--grad-accum`), and
-each run saves `asdict(config)` in the model's metrics.json.
+each run saves `as_saved(config)` in the model's metrics.json.
 """
 
 from __future__ import annotations
@@ -159,6 +159,15 @@ def check_config(config: TrainConfig) -> None:
             f"--output-dir {output} exists and is not a model folder; publishing would "
             "replace it. Choose another --output-dir or move that folder away."
         )
+
+
+def as_saved(config: TrainConfig) -> dict[str, Any]:
+    """`config` as metrics.json holds it and `saved_config` reads it back: JSON's lists for
+    tuples."""
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in dataclasses.asdict(config).items()
+    }
 
 
 def flag(name: str) -> str:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from calibrate import write_calibration
-from config import UsageError, saved_config
+from config import UsageError, as_saved, saved_config
 from data import build_splits, fingerprint, load_short_sets, short_reviews
 from plots import truncated_share
 from publish import publish
@@ -63,7 +62,7 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
         "test_truncated_share": truncated_share(rows["tokens"], classifier.max_length),
         "data": saved["data"]
         | {"source": config.data, "test": len(splits["test"]), "sha256": hashes},
-        "config": asdict(config),
+        "config": as_saved(config),
     }
 
     def write(folder: Path) -> None:

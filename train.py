@@ -18,14 +18,13 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from calibrate import write_calibration
-from config import LABELS, TrainConfig, UsageError, check_config, resolve_pooling
+from config import LABELS, TrainConfig, UsageError, as_saved, check_config, resolve_pooling
 from data import (
     build_splits,
     fingerprint,
@@ -339,7 +338,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
         "short": short,
         "test_truncated_share": truncated_share(rows["tokens"], config.max_length),
         "data": {"source": config.data, "extra": sources} | sizes | {"sha256": fingerprint(splits)},
-        "config": asdict(config),
+        "config": as_saved(config),
         "versions": versions(),
         "history": trainer.state.log_history,
     }
