@@ -25,12 +25,10 @@ import gradio as gr
 from gradio_client.utils import is_file_obj_with_meta
 from PIL import Image
 
-import batch
-import explain
-import feedback
 import infer
-from guard import MAX_UPLOAD
-from server import MAX_QUEUE, MODEL_LOCK, serve
+from serving import batch, explain, feedback
+from serving.guard import MAX_UPLOAD
+from serving.server import MAX_QUEUE, MODEL_LOCK, serve
 from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, top_label
 
 TITLE = "Movie review sentiment"

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from config import TrainConfig, UsageError, flag
+from training.config import TrainConfig, UsageError, flag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = args.model_dir if evaluating else args.output_dir
     try:
         if evaluating:
-            from retest import retest
+            from training.retest import retest
 
             report = retest(args.model_dir, args.data, args.test_subset)
         else:

@@ -13,7 +13,6 @@ calls them; extra data and the Hub push added two short ones.
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import shutil
@@ -23,21 +22,21 @@ from typing import Any
 
 import numpy as np
 
-from calibrate import write_calibration
-from config import LABELS, TrainConfig, UsageError, as_saved, check_config, resolve_pooling
-from data import (
+from serving import hub
+from training.calibrate import write_calibration
+from training.config import LABELS, TrainConfig, UsageError, as_saved, check_config, resolve_pooling
+from training.data import (
     build_splits,
     fingerprint,
-    hub_reachable,
     hub_unreachable,
     load_short_sets,
     short_reviews,
 )
-from plots import truncated_share
-from probe import classifier_layer, probe_head
-from publish import check_push, publish, push
-from report import write_reports
-from scoring import EVAL_BATCH_SIZE, calibrated, test_split, validation_metrics
+from training.plots import truncated_share
+from training.probe import classifier_layer, probe_head
+from training.publish import check_push, publish
+from training.report import write_results
+from training.scoring import EVAL_BATCH_SIZE, calibrated, test_split, validation_metrics
 from utils import HEAD_FRACTION, encode, looks_like_path
 
 __all__ = ["TrainConfig", "UsageError", "run"]
@@ -62,7 +61,7 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
     local = Path(config.model).expanduser().is_dir()
     if not local and looks_like_path(config.model):
         raise UsageError(f"--model {config.model}: no such folder.")
-    offline = not local and not hub_reachable()
+    offline = not local and not hub.reachable()
     options = {  # a head with named labels, loaded as the Hub allows
         "num_labels": len(LABELS),
         "id2label": dict(enumerate(LABELS)),
@@ -243,7 +242,7 @@ def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def serving_classifier(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
     """`model` as `infer` will serve it: eval mode, reading as the config says."""
-    from infer import Classifier
+    from serving.classifier import Classifier
 
     model.eval()  # training leaves dropout on
     return Classifier(model, tokenizer, LABELS, truncation=config.inference_truncation)
@@ -353,7 +352,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     publish(write, Path(config.output_dir))
     if config.push_to_hub:
         try:
-            logger.info("Pushed to %s", push(Path(config.output_dir), config.push_to_hub))
+            logger.info("Pushed to %s", hub.upload(Path(config.output_dir), config.push_to_hub))
         except OSError as error:  # the Hub's HTTP and connection errors
             raise UsageError(
                 f"--push-to-hub {config.push_to_hub}: the model is published in "
@@ -362,9 +361,3 @@ def run(config: TrainConfig) -> dict[str, Any]:
             ) from error
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the model folder replaces them
     return report
-
-
-def write_results(folder: Path, report: dict[str, Any], rows: dict[str, Any]) -> None:
-    """`metrics.json`, then the plots, `errors.csv` and the model card (`report.py`)."""
-    (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_reports(folder, report, rows)

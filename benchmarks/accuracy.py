@@ -1,9 +1,9 @@
 """Accuracy benchmark on real IMDB data: which recipe reads reviews best for its compute.
 
-    python benchmarks/accuracy.py --model "$(../shared/tools/pretrained-encoder.sh)" \
+    python -m benchmarks.accuracy --model "$(../shared/tools/pretrained-encoder.sh)" \
         --data ../shared/data/imdb                      # every cell, in protocol order
-    python benchmarks/accuracy.py ... --cells default head --seeds 42 43
-    python benchmarks/accuracy.py ... --short ../shared/data/short   # short sets read too
+    python -m benchmarks.accuracy ... --cells default head --seeds 42 43
+    python -m benchmarks.accuracy ... --short ../shared/data/short   # short sets read too
 
 Each cell fine-tunes the base model on a stratified subset of the training split and tests it
 on one fixed, stratified sample of test reviews (the same for every cell). A finished cell is
@@ -38,13 +38,11 @@ from typing import Any
 
 import numpy as np
 
+import train
+from training import data, scoring
+from utils import HEAD_FRACTION
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's modules
-
-import data  # noqa: E402
-import train  # noqa: E402
-from utils import HEAD_FRACTION  # noqa: E402
-
 RESULTS = ROOT / "benchmarks" / "results"
 TEST_REVIEWS = 2000  # the fixed test sample, half of each label
 TEST_SEED = 2026  # draws that sample; never changes, so every cell meets the same reviews
@@ -172,7 +170,7 @@ def run_cell(
     }
     served = train.serving_classifier(trainer.model, tokenizer, config)
     base |= {
-        name + SHORT_SUFFIX: round(train.test_split(served, split, name)[0]["accuracy"], 4)
+        name + SHORT_SUFFIX: round(scoring.test_split(served, split, name)[0]["accuracy"], 4)
         for name, split in (short or {}).items()
     }
     rows = []
@@ -229,7 +227,7 @@ def last_epoch_accuracy(
     model.load_state_dict(weights)
     as_trained = replace(config, inference_truncation=config.truncation)
     classifier = train.serving_classifier(model, tokenizer, as_trained)
-    metrics, _ = train.test_split(classifier, test)
+    metrics, _ = scoring.test_split(classifier, test)
     return metrics["accuracy"]
 
 
@@ -251,7 +249,7 @@ def _test(config: Any, trainer: Any, tokenizer: Any, test: Any, strategy: str) -
     classifier = train.serving_classifier(
         trainer.model, tokenizer, replace(config, inference_truncation=strategy)
     )
-    metrics, rows = train.test_split(classifier, test)
+    metrics, rows = scoring.test_split(classifier, test)
     labels, predicted = np.asarray(test["label"]), np.asarray(rows["predicted"])
     long = np.asarray(rows["tokens"]) > config.max_length
     correct = predicted == labels

@@ -1,6 +1,6 @@
 """How long the app's "Why?" takes, and how many integrated-gradient steps it needs.
 
-    python benchmarks/attributions.py --model-dir model --data ../shared/data/imdb
+    python -m benchmarks.attributions --model-dir model --data ../shared/data/imdb
 
 On the IMDB test review nearest 300 words: seconds for `explain.word_scores` (after one warm-up
 call that loads the PyTorch weights), and, against 32 steps, the Spearman correlation of word
@@ -17,11 +17,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import data
-import explain
 import infer
+from serving import explain
+from training import data
 
 
 def main() -> int:
@@ -38,9 +36,9 @@ def main() -> int:
     print("| steps | seconds | Spearman vs 32 | top-10 overlap |\n| ---: | ---: | ---: | ---: |")
     reference = None
     for steps in (32, 16, 8, 6, 4):
-        explain.STEPS = steps
         started = time.perf_counter()
-        scores = np.array([s for _, s in explain.word_scores(classifier, text, args.model_dir)])
+        scored = explain.word_scores(classifier, text, args.model_dir, steps)
+        scores = np.array([score for _, score in scored])
         seconds = time.perf_counter() - started
         reference = scores if reference is None else reference
         top = set(np.argsort(-np.abs(reference))[:10]) & set(np.argsort(-np.abs(scores))[:10])

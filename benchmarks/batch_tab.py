@@ -1,6 +1,6 @@
 """The page's "Whole files" tab against `infer` on the same reviews.
 
-    python benchmarks/batch_tab.py --model-dir model --data ../shared/data/imdb --reviews 1000
+    python -m benchmarks.batch_tab --model-dir model --data ../shared/data/imdb --reviews 1000
 
 Writes the benchmark's balanced IMDB test reviews to a CSV, uploads it to the page's
 `/classify_file` (`python app.py` in its own process, as `load.py` starts it, driven through
@@ -18,12 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from inference import reviews
-from load import start_app
-
 import infer
+from benchmarks.inference import reviews
+from benchmarks.load import start_app
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """How fast each serving path reads reviews on this CPU, against `transformers.pipeline`.
 
-    python benchmarks/inference.py --model-dir model --data ../shared/data/imdb
+    python -m benchmarks.inference --model-dir model --data ../shared/data/imdb
 
 One published model folder, the same balanced IMDB test reviews (default 1,000, drawn as
 `accuracy.py` draws its fixed sample), the same 256-token reading. Each path runs in its own
@@ -39,8 +39,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 PATHS = {  # name: (reading, what runs the model)
     "pipeline": ("head", "pipeline"),
@@ -58,9 +56,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def reviews(data_dir: str, n: int) -> tuple[list[str], list[int]]:
-    from accuracy import fixed_test_sample
-
-    import data
+    from benchmarks.accuracy import fixed_test_sample
+    from training import data
 
     sample = fixed_test_sample(data.load_data(data_dir), n)
     return list(sample["text"]), list(sample["label"])
@@ -76,12 +73,12 @@ def classifier_for(model_dir: Path, reading: str, runner: str, scratch: Path) ->
     import torch
 
     import infer
-    import onnx_backend
+    from serving.onnx_runtime import ONNX_FILE, RUNTIMES, OnnxModel
+    from training.export import export_onnx, fuse
 
-    if runner in onnx_backend.RUNTIMES:  # as infer serves it on a CPU with AMX, or without
-        onnx_backend.matrix_units = lambda: runner == "openvino-bf16"
-        return infer.load(model_dir, truncation=reading, backend="onnx")
     classifier = infer.load(model_dir, truncation=reading, backend="torch")
+    if runner in RUNTIMES:  # as infer serves the folder's file on a CPU with AMX, or without
+        return dataclasses.replace(classifier, model=OnnxModel(model_dir / ONNX_FILE, runner))
     if runner == "torch-int8":
         model = torch.ao.quantization.quantize_dynamic(
             classifier.model, {torch.nn.Linear}, dtype=torch.qint8
@@ -90,9 +87,9 @@ def classifier_for(model_dir: Path, reading: str, runner: str, scratch: Path) ->
     if runner == "onnx-fp32":
         model = classifier.model
         model.set_attn_implementation("eager")
-        onnx_backend.export_onnx(model, scratch / "plain.onnx")
-        onnx_backend.fuse(scratch / "plain.onnx", scratch / "fused.onnx", model)
-        return dataclasses.replace(classifier, model=onnx_backend.OnnxModel(scratch / "fused.onnx"))
+        export_onnx(model, scratch / "plain.onnx")
+        fuse(scratch / "plain.onnx", scratch / "fused.onnx", model)
+        return dataclasses.replace(classifier, model=OnnxModel(scratch / "fused.onnx"))
     return classifier
 
 

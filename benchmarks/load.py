@@ -1,6 +1,6 @@
 """`python app.py` under load and abuse, from loopback only, bounded in count and time.
 
-    python benchmarks/load.py --model-dir model
+    python -m benchmarks.load --model-dir model
 
 Starts the app as a visitor's host would (`python app.py`, its own process) and reports:
 

@@ -1,7 +1,7 @@
 """How a trained model should read long reviews, chosen on reviews it never saw, not the test set.
 
-    python benchmarks/reading.py --model-dir model --data ../shared/data/imdb --reviews 3000
-    python benchmarks/reading.py ... --split test --reviews 0 --strategies head+tail sliding
+    python -m benchmarks.reading --model-dir model --data ../shared/data/imdb --reviews 3000
+    python -m benchmarks.reading ... --split test --reviews 0 --strategies head+tail sliding
 
 Tests one published model with each way of reading (`utils.STRATEGIES`) on the same reviews
 and prints a markdown table: accuracy, accuracy on reviews longer than the model's budget,
@@ -24,14 +24,10 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from accuracy import fixed_test_sample, tuning_sample
-
-import data
-import train
-from config import saved_config
+from benchmarks.accuracy import fixed_test_sample, tuning_sample
 from infer import load
+from training import data, scoring
+from training.config import saved_config
 from utils import STRATEGIES
 
 
@@ -54,7 +50,7 @@ def compare(classifier: Any, reviews: Any, strategies: Sequence[str]) -> list[di
     correct, rows = {}, []
     for strategy in strategies:
         reading = replace(classifier, truncation=strategy)
-        metrics, per_review = train.test_split(reading, reviews)
+        metrics, per_review = scoring.test_split(reading, reviews)
         correct[strategy] = np.asarray(per_review["predicted"]) == labels
         long = np.asarray(per_review["tokens"]) > classifier.max_length
         rows.append(

@@ -1,6 +1,6 @@
 """How trained models read short reviews, the kind visitors type, beside IMDB's long ones.
 
-    python benchmarks/short_reviews.py --models model other-model --data ../shared/data/imdb \
+    python -m benchmarks.short_reviews --models model other-model --data ../shared/data/imdb \
         --short ../shared/data/short
 
 For each model folder, served as `infer.load` serves it (its backend and calibration): the
@@ -20,13 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from accuracy import TEST_REVIEWS, fixed_test_sample
-
-import data
-import train
+from benchmarks.accuracy import TEST_REVIEWS, fixed_test_sample
 from infer import load
+from training import data, scoring
 
 IMDB = f"IMDB test ({TEST_REVIEWS:,})"
 
@@ -35,7 +31,7 @@ def measure(model_dir: Path, sets: dict[str, Any]) -> dict[str, Any]:
     """Metrics of one published model, as served, on every set."""
     classifier = load(model_dir)
     saved = json.loads((model_dir / "metrics.json").read_text())
-    results = {name: train.test_split(classifier, split, name)[0] for name, split in sets.items()}
+    results = {name: scoring.test_split(classifier, split, name)[0] for name, split in sets.items()}
     return {
         "model": model_dir.name,
         "extra_data": saved["config"]["extra_data"],

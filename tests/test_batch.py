@@ -8,8 +8,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
-import batch
 import infer
+from serving import batch
 
 
 @pytest.fixture(scope="module")

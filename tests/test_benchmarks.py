@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, replace
 
 import numpy as np
-from conftest import MAX_LENGTH, ROOT
+from conftest import MAX_LENGTH
 
-import data
 import infer
 import train
-from config import saved_config
+from benchmarks import reading
+from training import data
+from training.config import saved_config
 from utils import encode
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import reading
 
 
 def test_reading_compares_strategies_on_reviews_the_model_never_saw(model_dir, data_dir):
@@ -49,7 +46,7 @@ def test_reading_compares_strategies_on_reviews_the_model_never_saw(model_dir, d
 
 
 def test_a_cell_trains_main_py_as_shipped_and_tests_each_reading(base_model, data_dir, tmp_path):
-    import accuracy
+    from benchmarks import accuracy
 
     cell = accuracy.CELLS["default"]
     args = argparse.Namespace(subset=40, model=str(base_model), data=str(data_dir))
@@ -78,7 +75,7 @@ def test_a_cell_trains_main_py_as_shipped_and_tests_each_reading(base_model, dat
 
 
 def test_the_speed_table_gives_each_path_its_median_over_rounds(model_dir, data_dir):
-    import inference
+    from benchmarks import inference
 
     measured = {
         name: inference.measure(model_dir, name, str(data_dir), 8)

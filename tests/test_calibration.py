@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 from conftest import run_script, train_args
 
-import calibrate
-import checks
-import data
 import infer
 import main
-import scoring
-from config import saved_config
 from sentiment_metric import SentimentMetric
+from serving import checks
+from training import calibrate, data, scoring
+from training.config import saved_config
 from utils import CALIBRATION_FILE
 
 REVIEWS = [

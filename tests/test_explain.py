@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import app
-import explain
 import infer
+from serving import explain
 
 # The same neutral words around one word of sentiment: swapping that word flips the label.
 DECIDED_BY = {"superb": "the film was superb", "awful": "the film was awful"}

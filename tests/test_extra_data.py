@@ -7,9 +7,10 @@ import json
 import pytest
 from conftest import make_frame, train_in_process
 
-import data
 from app import results_section
-from config import LABELS, TrainConfig, UsageError
+from serving import hub
+from training import data
+from training.config import LABELS, TrainConfig, UsageError
 
 
 def test_a_parquet_file_and_a_hub_dataset_read_as_text_and_label(tmp_path, monkeypatch):
@@ -25,7 +26,7 @@ def test_a_parquet_file_and_a_hub_dataset_read_as_text_and_label(tmp_path, monke
         validation=datasets.Dataset.from_dict({"idx": [0], "sentence": ["x"], "label": [1]}),
     )
     asked = []
-    monkeypatch.setattr(data, "hub_reachable", lambda: True)
+    monkeypatch.setattr(hub, "reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", lambda name: asked.append(name) or sst2)
     extra = data.load_extra("stanfordnlp/sst2:1", LABELS)
     assert asked == ["stanfordnlp/sst2"] and extra.column_names == ["text", "label"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 
-import data
-import feedback
-from config import LABELS
+from serving import feedback
+from training import data
+from training.config import LABELS
 
 
 def test_corrections_are_appended_with_one_header(tmp_path):

@@ -14,7 +14,7 @@ from utils import MAX_CHARS, encode, top_label
 
 @pytest.fixture(scope="module")
 def classifier(model_dir):
-    # PyTorch, so tests can check answers against the model itself (tests/test_onnx_backend.py
+    # PyTorch, so tests can check answers against the model itself (tests/test_onnx.py
     # holds ONNX to PyTorch's answers).
     return infer.load(model_dir, backend="torch")
 

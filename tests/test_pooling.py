@@ -143,7 +143,7 @@ def test_cls_pooling_publishes_the_standard_architecture(cls_model_dir):
 
 
 def test_evaluate_retests_a_cls_folder_as_it_was_trained(cls_model_dir, tmp_path):
-    from retest import retest
+    from training.retest import retest
 
     folder = shutil.copytree(cls_model_dir, tmp_path / "model")
     report = json.loads((folder / "metrics.json").read_text())

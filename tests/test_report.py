@@ -15,7 +15,7 @@ from PIL import Image
 
 import app
 import main
-from report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS, card_body, display_name
+from training.report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS, card_body, display_name
 
 TIMING = ("seconds", "reviews_per_second")
 

@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError
 
 import app
 import infer
-import server as server_module
+from serving import server as server_module
 from utils import MAX_CHARS
 
 

@@ -17,11 +17,10 @@ import torch
 from conftest import MAX_LENGTH, VOCAB, make_frame, run_script, train_args, train_in_process
 from safetensors.torch import load_file
 
-import data
 import infer
 import main
-import publish
 import train
+from training import data, publish
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
@@ -157,7 +156,7 @@ def test_a_probe_head_starts_as_the_logistic_regression_of_its_features(
 ):
     from sklearn.linear_model import LogisticRegression
 
-    import probe as lp
+    from training import probe as lp
 
     args = train_args(base_model, data_dir, tmp_path / "model", "--head-init", "probe")
     config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
@@ -182,7 +181,7 @@ def test_a_probe_head_starts_as_the_logistic_regression_of_its_features(
 def test_by_default_the_head_is_fitted_inside_the_training_time_and_nothing_dropped(
     tmp_path, base_model, data_dir, caplog
 ):
-    caplog.set_level(logging.INFO, logger="probe")
+    caplog.set_level(logging.INFO, logger="training.probe")
     model = train_in_process(tmp_path, base_model, data_dir)
     assert "Head fitted as a linear probe on 120 training reviews" in caplog.text
     assert json.loads((model / "metrics.json").read_text())["config"]["head_init"] == "probe"
@@ -419,7 +418,7 @@ def test_killed_while_publishing_keeps_the_previous_model(
     before = folder_digest(previous_model)
     args = train_args(base_model, data_dir, previous_model, "--epochs", "1")
     killer = (
-        "import os, signal, sys, publish, main\n"
+        "import os, signal, sys, main\nfrom training import publish\n"
         "publish.verify = lambda folder: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"main.main({args!r})\n"
     )

@@ -216,9 +216,9 @@ def mean_pooled(model: str) -> bool:
         card = folder / "README.md"
         tagged = card.is_file() and "library_name: sentence-transformers" in card.read_text()
         return tagged or any((folder / name).is_file() for name in SENTENCE_MARKERS)
-    from data import hub_reachable  # data imports this module
+    from serving import hub
 
-    if not hub_reachable():
+    if not hub.reachable():
         return False  # load_base then says the Hub is unreachable
     from huggingface_hub import file_exists
 

@@ -27,9 +27,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import infer
-from checks import MAX_REVIEW_CHARS
-from guard import MAX_BODY, MAX_UPLOAD, Guard
+from serving import classifier as infer
+from serving.checks import MAX_REVIEW_CHARS
+from serving.guard import MAX_BODY, MAX_UPLOAD, Guard
 
 MAX_QUEUE = 64  # waiting requests, page and REST alike; past this, a fast "busy" answer
 MAX_TEXTS = 64  # reviews per REST request; more go in several requests

@@ -17,8 +17,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from config import LABELS, UsageError
-from onnx_backend import export
+from serving import hub
+from training.config import LABELS, UsageError
+from training.export import export
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
 
@@ -49,11 +50,9 @@ def check_push(repo_id: str) -> None:
     """Raise UsageError, before any training, if `--push-to-hub repo_id` could not succeed."""
     from huggingface_hub import get_token
 
-    from data import hub_reachable
-
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise UsageError(f"--push-to-hub {repo_id}: name a Hub repository as owner/name.")
-    if not hub_reachable():
+    if not hub.reachable():
         raise UsageError(
             f"--push-to-hub {repo_id}: the Hugging Face Hub is unreachable from here, so the "
             "model could not be pushed after training. Train without --push-to-hub, then "
@@ -66,21 +65,10 @@ def check_push(repo_id: str) -> None:
         )
 
 
-def push(folder: Path, repo_id: str) -> str:
-    """Upload the published `folder` (weights, ONNX model, card, reports) to the Hub model
-    repository `repo_id`, made if new; returns its URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    url = api.create_repo(repo_id, repo_type="model", exist_ok=True)
-    api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message="Publish the model")
-    return str(url)
-
-
 def verify(folder: Path) -> None:
     """Raise unless `folder` holds safetensors weights and an ONNX model that load as the app
     loads them, and predict."""
-    from infer import load
+    from serving.classifier import load
 
     pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
     if pickles:

@@ -15,19 +15,18 @@ import os
 import shutil
 from pathlib import Path
 
-from calibrate import write_calibration
-from config import UsageError, as_saved, saved_config
-from data import build_splits, fingerprint, load_short_sets, short_reviews
-from plots import truncated_share
-from publish import publish
-from report import REWRITTEN_FILES
-from scoring import calibrated, test_split
-from train import write_results
+from training.calibrate import write_calibration
+from training.config import UsageError, as_saved, saved_config
+from training.data import build_splits, fingerprint, load_short_sets, short_reviews
+from training.plots import truncated_share
+from training.publish import publish
+from training.report import REWRITTEN_FILES, write_results
+from training.scoring import calibrated, test_split
 
 
 def retest(model_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
     """Test `model_dir` again and publish it with fresh metrics; return the new metrics.json."""
-    from infer import Calibration, ModelNotFoundError, check_model_dir, load
+    from serving.classifier import Calibration, ModelNotFoundError, check_model_dir, load
 
     try:
         check_model_dir(model_dir)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from config import UsageError
+from training.config import UsageError
 
 logger = logging.getLogger(__name__)
 

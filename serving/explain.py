@@ -49,10 +49,11 @@ def sentence_labels(classifier: Any, text: str) -> list[tuple[str, str | None]]:
 
 
 def word_scores(
-    classifier: Any, text: str, model_dir: Path | None = None
+    classifier: Any, text: str, model_dir: Path | None = None, steps: int = STEPS
 ) -> list[tuple[str, float]]:
     """Each whitespace-separated word of the cleaned `text` with its score, scaled so the
-    largest magnitude is 1 (0 for all when nothing moved the logits)."""
+    largest magnitude is 1 (0 for all when nothing moved the logits); `steps` points on the
+    integration path (more: slower, closer to the exact integral)."""
     import torch
 
     model = _torch_model(classifier, model_dir)
@@ -73,7 +74,7 @@ def word_scores(
     for window in windows(list(range(len(ids))), budget, strategy):
         window_ids = [tokenizer.cls_token_id, *(ids[i] for i in window), tokenizer.sep_token_id]
         scores = _integrated_gradients(
-            model, torch.tensor([window_ids]), tokenizer, positive, negative
+            model, torch.tensor([window_ids]), tokenizer, positive, negative, steps
         )
         totals[window] += scores[1:-1]
         counts[window] += 1
@@ -90,7 +91,7 @@ def word_scores(
 
 
 def _integrated_gradients(
-    model: Any, input_ids: Any, tokenizer: Any, positive: int, negative: int
+    model: Any, input_ids: Any, tokenizer: Any, positive: int, negative: int, steps: int
 ) -> np.ndarray:
     """Per-token integrated gradients of (positive - negative) logit for one window."""
     import torch
@@ -100,13 +101,13 @@ def _integrated_gradients(
     baseline_ids[:, 0], baseline_ids[:, -1] = input_ids[:, 0], input_ids[:, -1]  # keep markers
     with torch.no_grad():
         real, base = embeddings(input_ids), embeddings(baseline_ids)
-    alphas = (torch.arange(STEPS, dtype=real.dtype) + 0.5) / STEPS
+    alphas = (torch.arange(steps, dtype=real.dtype) + 0.5) / steps
     path = (base + alphas[:, None, None] * (real - base)).requires_grad_(True)
     hook = embeddings.register_forward_hook(lambda module, args, output: path)
     try:
         logits = model(
-            input_ids=input_ids.expand(STEPS, -1),
-            attention_mask=torch.ones(STEPS, input_ids.shape[1], dtype=torch.long),
+            input_ids=input_ids.expand(steps, -1),
+            attention_mask=torch.ones(steps, input_ids.shape[1], dtype=torch.long),
         ).logits
     finally:
         hook.remove()
@@ -127,7 +128,7 @@ def _torch_model(classifier: Any, model_dir: Path | None) -> Any:
         raise ValueError("An ONNX classifier needs its model_dir for word scores.")
     served, model = _torch_models.get(model_dir, (None, None))
     if served is not classifier.model:
-        from model_folder import torch_model
+        from serving.model_folder import torch_model
 
         model = torch_model(model_dir)
         _torch_models[model_dir] = (classifier.model, model)

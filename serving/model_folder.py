@@ -13,7 +13,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from onnx_backend import OnnxLoadError, OnnxModel, fresh_onnx
+from serving.onnx_runtime import OnnxLoadError, OnnxModel, fresh_onnx
 from utils import CALIBRATION_FILE, Calibration
 
 # `auto`: the folder's ONNX model when it is there and fresh (INT8, or bfloat16 on a CPU with
@@ -76,23 +76,6 @@ def read_calibration(folder: Path) -> Calibration:
     return calibration
 
 
-def fetch_model(repo_id: str, folder: Path) -> Path:
-    """Download the Hub model repository `repo_id` into `folder` (files already there and
-    unchanged are kept), or ModelNotFoundError saying plainly that the Hub is out of reach."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        snapshot_download(repo_id, local_dir=folder)
-    except (OSError, ValueError) as error:  # unreachable, no such repository, a bad id
-        raise ModelNotFoundError(
-            f"MODEL_ID {repo_id}: could not download it from the Hugging Face Hub "
-            f"({_first_line(error)}). Without the Hub, unset MODEL_ID and set MODEL_DIR to a "
-            "model folder trained with `python main.py`."
-        ) from error
-    log.info("Model %s downloaded into %s/", repo_id, folder)
-    return folder
-
-
 def read_folder(
     model_dir: str | Path, backend: str, calibration: Calibration | None
 ) -> tuple[Path, Any, dict[str, Any], Calibration, Any]:
@@ -115,7 +98,7 @@ def read_folder(
         # (SafetensorError), shapes that do not match the config (RuntimeError), odd values.
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as error:
             raise ModelNotFoundError(
-                f"Could not load the model in '{path}/' ({_first_line(error)}): {TRAIN_HINT}."
+                f"Could not load the model in '{path}/' ({first_line(error)}): {TRAIN_HINT}."
             ) from error
         if path.stat().st_ino == inode:
             break
@@ -161,7 +144,7 @@ def _onnx_model(path: Path, backend: str) -> OnnxModel | None:
         try:
             return OnnxModel(onnx_file)
         except OnnxLoadError as error:
-            why = f"{onnx_file.name} does not load ({_first_line(error)})"
+            why = f"{onnx_file.name} does not load ({first_line(error)})"
     if backend == "onnx":
         raise ModelNotFoundError(f"No usable ONNX model in '{path}/': {why}.")
     log.warning("Serving '%s/' with PyTorch: %s.", path, why)
@@ -191,6 +174,6 @@ def torch_model(path: Path) -> Any:
     return model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     """The first line of an error's message, without the long tails some loaders print."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

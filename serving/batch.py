@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from infer import check_texts
+from serving.checks import check_texts
 
 MAX_ROWS = 2_000  # reviews per file: about 40 s of whole reviews on 2 cores
 SUFFIXES = (".csv", ".txt")

@@ -15,7 +15,8 @@ import pytest
 from conftest import make_frame
 
 import infer
-import onnx_backend
+from serving import onnx_runtime
+from training import export
 from utils import Calibration
 
 # A fixed set: the tiny model's own kind of review, both labels, short and long.
@@ -26,10 +27,10 @@ REVIEWS = [*make_frame(20, seed=7)["text"], "great", "awful dull", "the film"]
 TOLERANCE = 0.03
 
 
-@pytest.fixture(params=onnx_backend.RUNTIMES)
+@pytest.fixture(params=onnx_runtime.RUNTIMES)
 def runtime(request, monkeypatch):
     """Each runtime in turn, as this CPU would choose it if it had AMX or had not."""
-    monkeypatch.setattr(onnx_backend, "matrix_units", lambda: request.param == "openvino-bf16")
+    monkeypatch.setattr(onnx_runtime, "matrix_units", lambda: request.param == "openvino-bf16")
     return request.param
 
 
@@ -41,7 +42,7 @@ def folder(tmp_path, model_dir):
 
 
 def test_training_publishes_an_onnx_model_that_infer_serves(model_dir):
-    assert (model_dir / onnx_backend.ONNX_FILE).is_file()
+    assert (model_dir / onnx_runtime.ONNX_FILE).is_file()
     assert infer.load(model_dir).backend == "onnx"
     assert infer.load(model_dir, backend="torch").backend == "torch"
 
@@ -61,7 +62,7 @@ def same_labels(model_dir, model) -> bool:
 
 
 def onnx_model(model_dir, runtime):
-    return onnx_backend.OnnxModel(model_dir / onnx_backend.ONNX_FILE, runtime)
+    return onnx_runtime.OnnxModel(model_dir / onnx_runtime.ONNX_FILE, runtime)
 
 
 def test_attention_is_fused_and_the_residual_add_kept_out_of_layer_norm(
@@ -79,13 +80,13 @@ def test_attention_is_fused_and_the_residual_add_kept_out_of_layer_norm(
             return real(model, options, **(session_kwargs | kwargs))
 
         monkeypatch.setattr(ort, "InferenceSession", saving)
-        onnx_backend._session(path)
+        onnx_runtime.ort_session(path)
         monkeypatch.setattr(ort, "InferenceSession", real)
         return {node.op_type for node in onnx.load(tmp_path / path.name).graph.node}
 
     for name, attention in (
-        (onnx_backend.SHORT_FILE, "Attention"),
-        (onnx_backend.ONNX_FILE, "QAttention"),
+        (onnx_runtime.SHORT_FILE, "Attention"),
+        (onnx_runtime.ONNX_FILE, "QAttention"),
     ):
         path = model_dir / name
         ops = {node.op_type for node in onnx.load(path).graph.node}
@@ -104,7 +105,7 @@ def test_int8_probabilities_stay_close_to_pytorch(model_dir):
 
 def test_short_windows_are_read_in_fp32_as_pytorch_reads_them(model_dir):
     served = onnx_model(model_dir, "onnxruntime")
-    assert (model_dir / onnx_backend.SHORT_FILE).is_file() and served.short is not None
+    assert (model_dir / onnx_runtime.SHORT_FILE).is_file() and served.short is not None
     assert max(gaps(model_dir, served)) <= 1e-5
     assert same_labels(model_dir, served)
 
@@ -121,9 +122,9 @@ def test_bfloat16_probabilities_stay_close_to_pytorch(model_dir):
 def test_the_runtime_is_chosen_by_the_cpu(folder, runtime, monkeypatch):
     assert infer.load(folder).model.runtime == runtime
     with monkeypatch.context() as patch:  # an install without OpenVINO
-        patch.setattr(onnx_backend, "find_spec", lambda name: None)
+        patch.setattr(onnx_runtime, "find_spec", lambda name: None)
         assert infer.load(folder).model.runtime == "onnxruntime"
-    (folder / onnx_backend.SHORT_FILE).unlink()  # a folder exported before the fp32 graph
+    (folder / onnx_runtime.SHORT_FILE).unlink()  # a folder exported before the fp32 graph
     assert infer.load(folder).model.runtime == "onnxruntime"
     with pytest.raises(ValueError, match="runtime takes"):
         onnx_model(folder, "tensorrt")
@@ -147,31 +148,31 @@ def test_a_stale_onnx_model_falls_back_to_pytorch_with_a_log_line(folder, caplog
         weights = bytearray((folder / "model.safetensors").read_bytes())
         weights[-1] ^= 1
         (folder / "model.safetensors").write_bytes(weights)
-    with caplog.at_level(logging.WARNING, logger="model_folder"):
+    with caplog.at_level(logging.WARNING, logger="serving.model_folder"):
         assert infer.load(folder).backend == "torch"
-    assert "is stale" in caplog.text and "python onnx_backend.py" in caplog.text
+    assert "is stale" in caplog.text and "python -m training.export" in caplog.text
     with pytest.raises(infer.ModelNotFoundError, match="is stale"):
         infer.load(folder, backend="onnx")
 
 
 def test_a_missing_or_broken_onnx_model_falls_back_to_pytorch(folder, caplog, runtime):
-    read = onnx_backend.SHORT_FILE if runtime == "openvino-bf16" else onnx_backend.ONNX_FILE
+    read = onnx_runtime.SHORT_FILE if runtime == "openvino-bf16" else onnx_runtime.ONNX_FILE
     (folder / read).write_bytes((folder / read).read_bytes()[:1000])
-    with caplog.at_level(logging.WARNING, logger="model_folder"):
+    with caplog.at_level(logging.WARNING, logger="serving.model_folder"):
         classifier = infer.load(folder)
     assert classifier.backend == "torch" and "does not load" in caplog.text
     assert classifier.predict(["great"])[0]["POSITIVE"] > 0
-    (folder / onnx_backend.ONNX_FILE).unlink()
+    (folder / onnx_runtime.ONNX_FILE).unlink()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="model_folder"):
+    with caplog.at_level(logging.WARNING, logger="serving.model_folder"):
         assert infer.load(folder).backend == "torch"
-    assert f"no {onnx_backend.ONNX_FILE}" in caplog.text
+    assert f"no {onnx_runtime.ONNX_FILE}" in caplog.text
 
 
 def test_the_command_remakes_it(folder, capsys, caplog):
     caplog.set_level(logging.INFO)  # as main.py logs
-    (folder / onnx_backend.ONNX_FILE).unlink()
-    assert onnx_backend.main([str(folder)]) == 0
+    (folder / onnx_runtime.ONNX_FILE).unlink()
+    assert export.main([str(folder)]) == 0
     assert "infer and the app now use it" in capsys.readouterr().out
     # ONNX Runtime's tools log each fusion and tensor at INFO (about 70 lines): none shown.
     assert not [r for r in caplog.records if r.levelno < logging.ERROR]
@@ -180,7 +181,7 @@ def test_the_command_remakes_it(folder, capsys, caplog):
 
 
 def test_the_command_refuses_a_folder_without_a_model(tmp_path, capsys):
-    assert onnx_backend.main([str(tmp_path / "nothing")]) == 2
+    assert export.main([str(tmp_path / "nothing")]) == 2
     assert "No model in" in capsys.readouterr().err
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from data import snippets
+from training.data import snippets
 from utils import CALIBRATION_FILE, Calibration, served_probabilities
 
 # The unsure band: reviews answered outside it were right this often on the calibration data.

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
-from config import LABELS, TrainConfig, UsageError
+from serving import hub
+from training.config import LABELS, TrainConfig, UsageError
 from utils import clean_text, looks_like_path, split_sentences
 
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -26,23 +25,6 @@ SNIPPET_WORDS = (4, 40)
 # Held-out short reviews for calibration: a first cut by words (64 tokens, the short limit,
 # is about 45 to 60 words); scoring.calibrated keeps those of at most 64 tokens.
 SHORT_REVIEW_WORDS = 60
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers on its port, in at most `timeout` seconds.
-
-    Without this check a download fails only after about 25 s of retries.
-    """
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 def hub_unreachable(flag: str, name: str, local: str = "folder") -> UsageError:
@@ -115,7 +97,7 @@ def load_hub(name: str, flag: str, local: str = "folder") -> Any:
     """A Hub dataset's splits; without the Hub, a UsageError within seconds that names the fix."""
     import datasets
 
-    reachable = hub_reachable()
+    reachable = hub.reachable()
     # Offline mode reads the local cache at once; otherwise an unreachable Hub costs 25 s.
     if not reachable and not datasets.config.HF_HUB_OFFLINE:
         raise hub_unreachable(flag, name, local)

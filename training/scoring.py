@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from calibrate import calibration_data, fit_calibration
+from training.calibrate import calibration_data, fit_calibration
 from utils import Calibration, encode, positive_probability, served_probabilities
 
 logger = logging.getLogger(__name__)

@@ -10,12 +10,13 @@ writes these; the app reads the card's results section as a file, never through 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from plots import (
+from training.plots import (
     plot_confusion,
     plot_lengths,
     plot_losses,
@@ -355,3 +356,9 @@ def reading(config: dict[str, Any], cut: int, share: float) -> str:
             "and skips the middle."
         )
     return f"{longer}; it reads their first {cut} tokens only, missing verdicts at the end."
+
+
+def write_results(folder: Path, report: dict[str, Any], rows: dict[str, Any]) -> None:
+    """`metrics.json`, then the plots, `errors.csv` and the model card (below)."""
+    (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_reports(folder, report, rows)

@@ -1,0 +1,3 @@
+"""Serving: reading a model folder, the runtimes (ONNX Runtime, OpenVINO, PyTorch), the input
+checks, explanations, whole files, visitors' corrections, the REST server and its guard, Hub
+access. `infer.py` and `app.py` at the top drive it; it never imports `training`."""

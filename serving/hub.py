@@ -1,0 +1,61 @@
+"""Hugging Face Hub access, the one place that reaches it: is it there, download, upload.
+
+Serving downloads a published model (`MODEL_ID`); training checks the Hub before it loads a
+base model or dataset by name, and uploads the published folder (`--push-to-hub`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from serving.model_folder import ModelNotFoundError, first_line
+
+log = logging.getLogger(__name__)
+
+
+def reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers on its port, in at most `timeout` seconds.
+
+    Without this check a download fails only after about 25 s of retries.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def download(repo_id: str, folder: Path) -> Path:
+    """Download the Hub model repository `repo_id` into `folder` (files already there and
+    unchanged are kept), or ModelNotFoundError saying plainly that the Hub is out of reach."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, local_dir=folder)
+    except (OSError, ValueError) as error:  # unreachable, no such repository, a bad id
+        raise ModelNotFoundError(
+            f"MODEL_ID {repo_id}: could not download it from the Hugging Face Hub "
+            f"({first_line(error)}). Without the Hub, unset MODEL_ID and set MODEL_DIR to a "
+            "model folder trained with `python main.py`."
+        ) from error
+    log.info("Model %s downloaded into %s/", repo_id, folder)
+    return folder
+
+
+def upload(folder: Path, repo_id: str) -> str:
+    """Upload the published `folder` (weights, ONNX model, card, reports) to the Hub model
+    repository `repo_id`, made if new; returns its URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    url = api.create_repo(repo_id, repo_type="model", exist_ok=True)
+    api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message="Publish the model")
+    return str(url)
