@@ -1,10 +1,10 @@
 """Classify movie reviews with a fine-tuned model folder: the serving API and its command line.
 
-    >>> from infer import load
-    >>> load("model").predict(["A moving, beautifully acted film."])
-    [{'NEGATIVE': 0.100, 'POSITIVE': 0.900}]
-    >>> load("model").classify(["A moving, beautifully acted film."])[0].read
-    9
+    from infer import load
+    load("model").predict(["A moving, beautifully acted film."])
+    # [{'NEGATIVE': 0.100, 'POSITIVE': 0.900}]
+    load("model").classify(["A moving, beautifully acted film."])[0].read
+    # 9
 
 CLI: `python infer.py [--model-dir DIR] [--truncation STRATEGY] [--backend B] [--json] TEXT...`,
 or one review per line on stdin. The API lives in `serving/classifier.py`.

@@ -1,9 +1,9 @@
 """The project's evaluation metric: an `evaluate` module that works offline.
 
-    >>> import evaluate
-    >>> metric = evaluate.load("sentiment_metric.py")  # a local path: the Hub is never asked
-    >>> metric.compute(predictions=[0.2, 0.9, 0.4], references=[0, 1, 1])["accuracy"]
-    0.6666666666666666
+    import evaluate
+    metric = evaluate.load("sentiment_metric.py")  # a local path: the Hub is never asked
+    metric.compute(predictions=[0.2, 0.9, 0.4], references=[0, 1, 1])["accuracy"]
+    # 0.6666666666666666
 
 `predictions` are the probabilities of label 1 (POSITIVE), one per review; a review counts as
 positive above 0.5, so a tie goes to label 0, as `utils.top_label` decides. Training validates

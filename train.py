@@ -1,8 +1,8 @@
 """Fine-tune a transformer on movie reviews and publish it as a model folder.
 
-    >>> from train import TrainConfig, run
-    >>> run(TrainConfig(subset=2000))["test"]["accuracy"]  # doctest: +SKIP
-    0.89
+    from train import TrainConfig, run
+    run(TrainConfig(subset=2000))["test"]["accuracy"]
+    # 0.89
 
 `run` reads as its steps: check the settings, load and split the data (`data.py`), build the
 model, fine-tune with the Trainer (the head fitted first, `probe.py`; the best epoch by

@@ -1,8 +1,8 @@
 """Whole files of reviews: read a CSV or TXT upload, classify every row, write the result CSV.
 
-    >>> texts = read_reviews(Path("reviews.csv"))        # a `text` column, or the only one
-    >>> table = classify_rows(classifier, texts)         # one row per review, in file order
-    >>> table.to_csv("labelled.csv", index=False)
+    texts = read_reviews(Path("reviews.csv"))        # a `text` column, or the only one
+    table = classify_rows(classifier, texts)         # one row per review, in file order
+    table.to_csv("labelled.csv", index=False)
 
 A row that cannot be read (empty, no words, too long) gets no label and a note saying why;
 the others are classified in one `classify` call, so a file takes as long as `infer` on the

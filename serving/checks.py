@@ -1,8 +1,8 @@
 """What text the model is given: the input rules every entry point applies (`check_texts`),
 and warnings for text it was not trained for, each saying what the visitor can do.
 
-    >>> text_warnings("Ce film est magnifique, je l'ai adoré.")
-    ['This reads as French (fr), not English: the model was trained on English reviews ...']
+    text_warnings("Ce film est magnifique, je l'ai adoré.")
+    # ['This reads as French (fr), not English: the model was trained on English reviews ...']
 
 The model learnt from English film reviews of a paragraph or more. It still answers on other
 text, but a visitor should know when the answer stands on little. Serving side only; the
@@ -47,8 +47,8 @@ def text_warnings(text: str) -> list[str]:
     """What is unusual about `text` as a movie review, as sentences for the visitor; [] if
     nothing. At most one warning: the first that applies.
 
-    >>> text_warnings("The acting was superb and the story kept me guessing.")
-    []
+    text_warnings("The acting was superb and the story kept me guessing.")
+    # []
     """
     cleaned = clean_text(text)
     words = cleaned.split()
@@ -97,8 +97,8 @@ def check_texts(texts: str | Sequence[str]) -> list[str]:
     """`texts` as a list of reviews, or TypeError / ValueError saying which review is wrong and
     what to do: one string or a list of strings, each with words, at most MAX_REVIEW_CHARS long.
 
-    >>> check_texts("Loved it!")
-    ['Loved it!']
+    check_texts("Loved it!")
+    # ['Loved it!']
     """
     if isinstance(texts, str):
         texts = [texts]

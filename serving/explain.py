@@ -1,8 +1,8 @@
 """Why a verdict: the words that pushed it, and each sentence's own sentiment.
 
-    >>> words = explain.word_scores(classifier, "A dull plot, but a superb cast.")
-    >>> max(words, key=lambda pair: abs(pair[1]))  # doctest: +SKIP
-    ('superb', 1.0)
+    words = explain.word_scores(classifier, "A dull plot, but a superb cast.")
+    max(words, key=lambda pair: abs(pair[1]))
+    # ('superb', 1.0)
 
 Word scores are integrated gradients (Sundararajan et al. 2017) on the word embeddings: from a
 baseline of [PAD] embeddings to the review's own, `STEPS` points, the gradient of the positive

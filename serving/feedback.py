@@ -1,7 +1,7 @@
 """Visitors' corrections: "Wrong label?" rows appended to a CSV that training can read back.
 
-    >>> record(Path("feedback"), "Not bad at all.", "NEGATIVE", "POSITIVE")  # doctest: +SKIP
-    PosixPath('feedback/feedback.csv')
+    record(Path("feedback"), "Not bad at all.", "NEGATIVE", "POSITIVE")
+    # PosixPath('feedback/feedback.csv')
 
 Columns text, predicted, corrected, time (UTC, ISO 8601). `python main.py --extra-data
 feedback/feedback.csv` adds the rows to the training split only (`corrected` is the label).

@@ -1,9 +1,9 @@
 """Calibration after training: a temperature that makes probabilities honest, and the
 threshold below which a review reads as mixed or unclear. Both go into calibration.json.
 
-    >>> calibration, fit = fit_calibration(classifier, texts, labels)  # doctest: +SKIP
-    >>> calibration.temperature, calibration.windows_temperature, calibration.short_temperature
-    (3.5, 2.3, 7.1)
+    calibration, fit = fit_calibration(classifier, texts, labels)
+    calibration.temperature, calibration.windows_temperature, calibration.short_temperature
+    # (3.5, 2.3, 7.1)
 
 Fitted on held-out training-split data, never the test split: the validation reviews, one
 snippet of each (`data.snippets`), and the training split's short reviews that neither

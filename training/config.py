@@ -1,8 +1,8 @@
 """The settings of a training run: one frozen dataclass, its checks, and how a saved run reads back.
 
-    >>> from config import TrainConfig
-    >>> TrainConfig(subset=1000).grad_accum
-    2
+    from training.config import TrainConfig
+    TrainConfig(subset=1000).grad_accum
+    # 2
 
 `main.py` turns every field into a flag of the same name (`grad_accum` is `--grad-accum`), and
 each run saves `as_saved(config)` in the model's metrics.json.
@@ -180,8 +180,8 @@ def saved_config(saved: dict[str, Any], where: str, **overrides: Any) -> TrainCo
     `overrides` that are not None. A folder from another version of this project, whose
     settings differ, raises UsageError naming the fix.
 
-    >>> saved_config(json.loads(Path("model/metrics.json").read_text())["config"], "model").seed
-    42
+    saved_config(json.loads(Path("model/metrics.json").read_text())["config"], "model").seed
+    # 42
     """
     names = {spec.name for spec in dataclasses.fields(TrainConfig)}
     # A setting added later with a default of None (an optional input) was simply not used.

@@ -1,9 +1,9 @@
 """Loading review data, checking it, and carving balanced splits: the only place that reads data.
 
->>> from data import load_data, make_splits
->>> splits = make_splits(load_data("../shared/data/imdb"), TrainConfig(subset=1000))
->>> [len(splits[name]) for name in ("train", "validation", "test")]
-[1000, 500, 1000]
+from training.data import load_data, make_splits
+splits = make_splits(load_data("../shared/data/imdb"), TrainConfig(subset=1000))
+[len(splits[name]) for name in ("train", "validation", "test")]
+# [1000, 500, 1000]
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ def load_hub(name: str, flag: str, local: str = "folder") -> Any:
 def load_short_sets(folder: str) -> dict[str, Any]:
     """Each .parquet, .csv or .jsonl file of `folder` as a checked `datasets.Dataset`, by name.
 
-    >>> sorted(load_short_sets("../shared/data/short"))
-    ['rotten_tomatoes_validation', 'sst2_validation']
+    sorted(load_short_sets("../shared/data/short"))
+    # ['rotten_tomatoes_validation', 'sst2_validation', 'typed_reviews_dev']
     """
     path = Path(folder).expanduser()
     files = sorted(f for f in path.glob("*") if f.suffix in DATA_SUFFIXES) if path.is_dir() else []
@@ -146,8 +146,8 @@ _WORD = re.compile(r"[^\W_]+")  # letters and digits: "doesn't" is doesn, t
 def parse_source(spec: str) -> tuple[str, int | None]:
     """A `--extra-data` source and the rows to take from it: `NAME:ROWS` takes ROWS at random.
 
-    >>> parse_source("stanfordnlp/sst2:10000"), parse_source("extra.csv")
-    (('stanfordnlp/sst2', 10000), ('extra.csv', None))
+    parse_source("stanfordnlp/sst2:10000"), parse_source("extra.csv")
+    # (('stanfordnlp/sst2', 10000), ('extra.csv', None))
     """
     name, _, rows = spec.rpartition(":")
     if name and rows.isdigit():
@@ -161,8 +161,8 @@ def load_extra(spec: str, labels: tuple[str, ...]) -> Any:
     `corrected` column), or a Hub dataset's train split (`rotten_tomatoes`, `stanfordnlp/sst2`).
     `NAME:ROWS` keeps ROWS of them (see `add_extra`).
 
-    >>> len(load_extra("../shared/data/extra/rotten_tomatoes_train.parquet", LABELS))
-    6306
+    len(load_extra("../shared/data/extra/rotten_tomatoes_train.parquet", LABELS))
+    # 6306
     """
     source, _ = parse_source(spec)
     path = Path(source).expanduser()

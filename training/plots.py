@@ -1,6 +1,6 @@
 """The plots a run publishes beside its model, as PNG files (matplotlib, no display).
 
->>> plot_reliability(test_rows, folder / "reliability.png")  # doctest: +SKIP
+plot_reliability(test_rows, folder / "reliability.png")
 """
 
 from __future__ import annotations

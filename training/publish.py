@@ -1,6 +1,6 @@
 """The atomic model folder: written beside the old one, verified, swapped in with one rename.
 
-    >>> publish(lambda folder: model.save_pretrained(folder), Path("model"))  # doctest: +SKIP
+    publish(lambda folder: model.save_pretrained(folder), Path("model"))
 
 The only writer of model folders. Readers (`infer.load`, the app) see the old folder or the
 new one, never a mix; a crash or Ctrl-C at any point leaves the old one in place.

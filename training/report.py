@@ -1,6 +1,6 @@
 """What a run publishes beside its model: plots, the misclassified reviews, the model card.
 
-    >>> write_reports(folder, report, test_rows)  # doctest: +SKIP
+    write_reports(folder, report, test_rows)
 
 `report` is what `metrics.json` holds; `test_rows` has one entry per test review (text, label,
 probability of label 1, predicted label id, tokens before truncation, tokens read). Training

@@ -1,7 +1,7 @@
 """Re-test a published model and rewrite its metrics and reports, without training.
 
-    >>> retest(Path("model"), data="../shared/data/imdb")["test"]["accuracy"]  # doctest: +SKIP
-    0.895
+    retest(Path("model"), data="../shared/data/imdb")["test"]["accuracy"]
+    # 0.895
 
 The test reviews are drawn as the training run drew them (its saved settings and seed), from
 `data` and `test_subset` where given, and the calibration is fitted again on the validation
