@@ -65,13 +65,15 @@ class OnnxLoadError(RuntimeError):
     """The ONNX file is truncated, foreign or otherwise unreadable by its runtime."""
 
 
-def matrix_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, from Linux's
-    /proc/cpuinfo; False elsewhere)."""
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
+def matrix_units(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): its flag in
+    `cpuinfo`, by default Linux's /proc/cpuinfo (False where there is none)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return "amx_bf16" in cpuinfo.split()
 
 
 class OnnxModel:

@@ -159,8 +159,10 @@ def test_cli_prints_label_and_confidence(model_dir):
     result = run_script("infer.py", "--model-dir", str(model_dir), *reviews)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["POSITIVE", "NEGATIVE"]
-    assert all(line.endswith("%") and 50 <= float(line.split()[1][:-1]) <= 100 for line in lines)
+    expected = infer.load(model_dir).classify(list(reviews))
+    # Each line is the label and its probability as the library gives them.
+    assert lines == [f"{p.label} {p.scores[p.label]:.1%}" for p in expected]
+    assert [p.label for p in expected] == ["POSITIVE", "NEGATIVE"]
 
 
 def test_cli_json_and_stdin(model_dir, capsys):

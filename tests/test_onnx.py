@@ -119,7 +119,15 @@ def test_bfloat16_probabilities_stay_close_to_pytorch(model_dir):
     assert same_labels(model_dir, bf16)
 
 
-def test_the_runtime_is_chosen_by_the_cpu(folder, runtime, monkeypatch):
+def test_the_runtime_is_chosen_by_the_cpu(folder):
+    assert onnx_runtime.matrix_units("flags\t: fpu sse2 avx512f amx_bf16 amx_tile amx_int8")
+    assert not onnx_runtime.matrix_units("flags\t: fpu sse2 avx512f avx512_bf16")  # an EPYC
+    # Unpatched: what this machine's own flags choose.
+    expected = "openvino-bf16" if onnx_runtime.matrix_units() else "onnxruntime"
+    assert infer.load(folder).model.runtime == expected
+
+
+def test_without_openvino_or_the_fp32_graph_onnx_runtime_serves(folder, runtime, monkeypatch):
     assert infer.load(folder).model.runtime == runtime
     with monkeypatch.context() as patch:  # an install without OpenVINO
         patch.setattr(onnx_runtime, "find_spec", lambda name: None)

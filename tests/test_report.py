@@ -14,6 +14,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 import app
+import infer
 import main
 from training.report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS, card_body, display_name
 
@@ -70,7 +71,10 @@ def test_errors_csv_lists_only_misclassified_reviews_most_confident_first(weak_m
     assert all(row["true_label"] != row["predicted_label"] for row in rows)
     confidences = [float(row["confidence"]) for row in rows]
     assert confidences == sorted(confidences, reverse=True)
-    assert all(0.5 <= c <= 1 for c in confidences)
+    # The served (calibrated) probability of the wrong label each row shows.
+    served = infer.load(weak_model, backend="torch").classify([row["text"] for row in rows])
+    shown = [p.scores[row["predicted_label"]] for p, row in zip(served, rows, strict=True)]
+    assert confidences == pytest.approx(shown, abs=1e-4)
     assert all(int(row["read"]) == min(int(row["tokens"]), MAX_LENGTH) for row in rows)
     assert any(int(row["read"]) < int(row["tokens"]) for row in rows)
 
