@@ -8,8 +8,9 @@ files, the model's results. The module builds `demo` (no model is loaded until t
 review), so `gradio app.py` finds it; `python app.py` hands it to `server.serve`, which loads
 and warms the model, then serves the page with the REST API (`server.py`) behind `guard.py`.
 
-About 430 lines, past the usual 350: the tabs' layout and their handlers, which only check
-input, call `infer`, `explain`, `batch` or `feedback`, and format what comes back.
+About 390 lines, past the usual 350: the tabs' layout and their handlers, which only check
+input, call `infer`, `explain`, `batch` or `feedback`, and put what comes back in words
+(`serving/words.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import infer
 from serving import batch, explain, feedback
 from serving.guard import MAX_UPLOAD
 from serving.server import MAX_QUEUE, MODEL_LOCK, serve
+from serving.words import details
 from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, top_label
 
 TITLE = "Movie review sentiment"
@@ -188,43 +190,6 @@ def feedback_dir_from_env() -> Path | None:
     """Where corrections go: `$FEEDBACK_DIR`; unset, the page collects none."""
     folder = os.environ.get("FEEDBACK_DIR")
     return Path(folder) if folder else None
-
-
-def verdict(prediction: infer.Prediction) -> str:
-    """The answer in plain words, e.g. '**Positive**, fairly sure (87%).'"""
-    share, lean = prediction.scores[prediction.label], prediction.label.lower()
-    if prediction.unsure:
-        return f"**Mixed or unclear**: it leans {lean} ({share:.0%}), too little to call."
-    sure = "very sure" if share >= 0.95 else "fairly sure" if share >= 0.8 else "leaning"
-    return f"**{lean.capitalize()}**, {sure} ({share:.0%})."
-
-
-def details(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
-    """The verdict, each warning and the coverage line, as paragraphs of Markdown."""
-    warnings = [f"⚠️ {warning}" for warning in prediction.warnings]
-    return "\n\n".join([verdict(prediction), *warnings, coverage(prediction, classifier)])
-
-
-def coverage(prediction: infer.Prediction, classifier: infer.Classifier) -> str:
-    """How much of the review the model read, e.g. 'Read 256 of 612 tokens: ...'."""
-    if prediction.chars_read < prediction.chars:
-        return (
-            f"Read the first {prediction.chars_read:,} of {prediction.chars:,} characters "
-            f"({prediction.read} tokens): the model reads at most {prediction.chars_read:,} "
-            "characters of a review (IMDB's longest is 13,704), so the rest was skipped."
-        )
-    if prediction.read < prediction.tokens:
-        part = "opening and the ending" if classifier.truncation == "head+tail" else "opening"
-        return (
-            f"Read {prediction.read} of {prediction.tokens} tokens: a long review, so the model "
-            f"read the {part} and skipped the rest."
-        )
-    if prediction.tokens > classifier.max_length:  # only sliding reads a long review whole
-        return (
-            f"Read all {prediction.tokens} tokens, in windows of "
-            f"{classifier.max_length} whose verdicts are averaged."
-        )
-    return f"Read all {prediction.tokens} tokens of the review."
 
 
 def model_notice(model_dir: Path, load: bool = True) -> str:

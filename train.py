@@ -26,12 +26,12 @@ from serving import hub
 from training.calibrate import write_calibration
 from training.config import LABELS, TrainConfig, UsageError, as_saved, check_config, resolve_pooling
 from training.data import (
-    build_splits,
     fingerprint,
     hub_unreachable,
     load_short_sets,
     short_reviews,
 )
+from training.extra import build_splits
 from training.plots import truncated_share
 from training.probe import classifier_layer, probe_head
 from training.publish import check_push, publish

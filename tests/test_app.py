@@ -12,6 +12,7 @@ from gradio_client.exceptions import AppError
 
 import app
 import infer
+from serving import words
 
 
 def launch(model_dir: Path):
@@ -82,7 +83,7 @@ def test_every_example_review_gets_an_answer_as_a_visitor_sees_it(model_dir):
     for example, (scores, shown) in zip(app.EXAMPLES, answers, strict=True):
         expected = infer.load(model_dir).classify([example])[0]
         assert scores == pytest.approx(expected.scores)
-        assert shown.startswith(app.verdict(expected))
+        assert shown.startswith(words.verdict(expected))
     # The pasted one of several paragraphs is long enough to be read in several windows.
     assert any("in windows of" in shown for _, shown in answers)
 
@@ -101,7 +102,7 @@ def test_coverage_line_says_what_was_read(tokens, read, truncation, says):
 
     prediction = infer.Prediction({"NEGATIVE": 0.2, "POSITIVE": 0.8}, tokens, read)
     classifier = SimpleNamespace(truncation=truncation, max_length=256)
-    assert says in app.coverage(prediction, classifier)
+    assert says in words.coverage(prediction, classifier)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,7 @@ def test_coverage_line_says_what_was_read(tokens, read, truncation, says):
     ],
 )
 def test_the_verdict_is_said_in_plain_words(scores, unsure, says):
-    assert app.verdict(infer.Prediction(scores, 6, 6, unsure=unsure)).startswith(says)
+    assert words.verdict(infer.Prediction(scores, 6, 6, unsure=unsure)).startswith(says)
 
 
 def test_a_warning_is_shown_beside_the_prediction(served):

@@ -10,6 +10,7 @@ from conftest import make_frame, train_in_process
 from app import results_section
 from serving import hub
 from training import data
+from training import extra as sources
 from training.config import LABELS, TrainConfig, UsageError
 
 
@@ -17,7 +18,7 @@ def test_a_parquet_file_and_a_hub_dataset_read_as_text_and_label(tmp_path, monke
     import datasets
 
     make_frame(5, seed=3).to_parquet(tmp_path / "extra.parquet")
-    assert len(data.load_extra(str(tmp_path / "extra.parquet"), LABELS)) == 10
+    assert len(sources.load_extra(str(tmp_path / "extra.parquet"), LABELS)) == 10
     # The Hub stood in for: stanfordnlp/sst2 names its text column `sentence`.
     sst2 = datasets.DatasetDict(
         train=datasets.Dataset.from_dict(
@@ -28,7 +29,7 @@ def test_a_parquet_file_and_a_hub_dataset_read_as_text_and_label(tmp_path, monke
     asked = []
     monkeypatch.setattr(hub, "reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", lambda name: asked.append(name) or sst2)
-    extra = data.load_extra("stanfordnlp/sst2:1", LABELS)
+    extra = sources.load_extra("stanfordnlp/sst2:1", LABELS)
     assert asked == ["stanfordnlp/sst2"] and extra.column_names == ["text", "label"]
     assert extra["text"] == ["not bad at all", "a dull mess"]  # ROWS are drawn by add_extra
 
@@ -37,7 +38,7 @@ def test_a_hub_name_without_the_hub_fails_with_the_fix():
     with pytest.raises(
         UsageError, match=r"--extra-data rotten_tomatoes: .*unreachable.*local file"
     ):
-        data.load_extra("rotten_tomatoes", LABELS)
+        sources.load_extra("rotten_tomatoes", LABELS)
 
 
 @pytest.mark.parametrize(
@@ -51,9 +52,9 @@ def test_bad_extra_data_is_refused_before_training(tmp_path, content, says):
     path = tmp_path / "extra.csv"
     path.write_text(content)
     with pytest.raises(UsageError, match=says):
-        data.load_extra(str(path), LABELS)
+        sources.load_extra(str(path), LABELS)
     with pytest.raises(UsageError, match=r"no such \.csv, \.jsonl or \.parquet file"):
-        data.load_extra(str(tmp_path / "missing.parquet"), LABELS)
+        sources.load_extra(str(tmp_path / "missing.parquet"), LABELS)
 
 
 def test_rows_shared_with_validation_test_or_short_sets_are_dropped(data_dir):
@@ -70,7 +71,7 @@ def test_rows_shared_with_validation_test_or_short_sets_are_dropped(data_dir):
         "wonderful truly",  # inside it too, but common words: kept
     ]
     extra = Dataset.from_dict({"text": texts, "label": [1] * len(texts)})
-    merged, counts = data.add_extra(splits, {"extra.csv": extra}, [short], seed=0)
+    merged, counts = sources.add_extra(splits, {"extra.csv": extra}, [short], seed=0)
     assert counts == [
         {"source": "extra.csv", "rows": 44, "dropped": 3, "train": 39, "validation": 2}
     ]
@@ -79,7 +80,7 @@ def test_rows_shared_with_validation_test_or_short_sets_are_dropped(data_dir):
     assert added >= {*texts[:40], "wonderful truly"} and not added & set(texts[40:43])
     assert merged["test"] is splits["test"]
     # NAME:ROWS draws that many of the rows kept, the same ones for the same seed.
-    _, (count,) = data.add_extra(splits, {"extra.csv:20": extra}, [short], seed=0)
+    _, (count,) = sources.add_extra(splits, {"extra.csv:20": extra}, [short], seed=0)
     assert (count["train"], count["validation"], count["dropped"]) == (19, 1, 3)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 from serving import feedback
-from training import data
+from training import extra as sources
 from training.config import LABELS
 
 
@@ -23,7 +23,7 @@ def test_the_feedback_file_reads_as_extra_training_data(tmp_path):
     folder = tmp_path / "fb"
     feedback.record(folder, "great film", "NEGATIVE", "POSITIVE")
     path = feedback.record(folder, "dull film", "POSITIVE", "NEGATIVE")
-    extra = data.load_extra(str(path), LABELS)
+    extra = sources.load_extra(str(path), LABELS)
     assert extra.column_names == ["text", "label"]
     assert list(zip(extra["text"], extra["label"], strict=True)) == [
         ("great film", 1),

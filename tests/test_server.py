@@ -21,6 +21,7 @@ from gradio_client.exceptions import AppError
 import app
 import infer
 from serving import server as server_module
+from serving import words
 from utils import MAX_CHARS
 
 
@@ -303,7 +304,7 @@ def test_text_past_the_read_cap_says_how_much_was_read(served, classifier):
     review = "great film. " * 2_000  # 24,000 characters; the model reads MAX_CHARS of them
     prediction = classifier.classify([review])[0]
     assert (prediction.chars, prediction.chars_read) == (24_000, MAX_CHARS)
-    line = app.coverage(prediction, classifier)
+    line = words.coverage(prediction, classifier)
     assert line.startswith(f"Read the first {MAX_CHARS:,} of 24,000 characters")
     rest = served.post("/api/v1/predict", json={"texts": [review]}).json()["predictions"][0]
     assert (rest["chars"], rest["chars_read"]) == (24_000, MAX_CHARS)

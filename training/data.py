@@ -9,14 +9,13 @@ splits = make_splits(load_data("../shared/data/imdb"), TrainConfig(subset=1000))
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from serving import hub
-from training.config import LABELS, TrainConfig, UsageError
+from training.config import TrainConfig, UsageError
 from utils import clean_text, looks_like_path, split_sentences
 
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -68,10 +67,10 @@ def _read_local(folder: Path, split: str) -> Any:
         raise UsageError(
             f"--data {folder}: no {split} file ({names}) and no aclImdb {split}/pos folder."
         )
-    return _read_file(found[0])
+    return read_file(found[0])
 
 
-def _read_file(file: Path) -> Any:
+def read_file(file: Path) -> Any:
     """A .parquet, .csv or .jsonl file as a `datasets.Dataset`."""
     import pandas as pd
     from datasets import Dataset
@@ -122,158 +121,10 @@ def load_short_sets(folder: str) -> dict[str, Any]:
             f"--short-data {folder}: no .parquet, .csv or .jsonl files there. Pass a folder of "
             "short-review sets with columns text and label."
         )
-    sets = {file.stem: _read_file(file) for file in files}
+    sets = {file.stem: read_file(file) for file in files}
     for name, dataset in sets.items():
         check_data(dataset, f"--short-data {name}")
     return sets
-
-
-# A share of each extra source held out of training: it joins the validation split, so the
-# best epoch and the calibration (temperature for short texts, unsure threshold) see sentences
-# like those of the source, not only IMDB reviews. 5% of 6,306 Rotten Tomatoes sentences is 315.
-EXTRA_VALIDATION_SHARE = 0.05
-# Hub datasets name their text column differently: stanfordnlp/sst2 calls it `sentence`.
-TEXT_COLUMNS = ("text", "sentence")
-# An extra row whose words run, in order, inside a short evaluation text (a validation, test
-# or --short-data text of at most this many words) is dropped as well as an equal one: SST-2
-# holds every phrase of its sentences' parse trees. Phrases of fewer than 20 letters and
-# digits ("not bad") are common language, not a copy, and stay.
-CONTAINED_WORDS = 64
-CONTAINED_CHARS = 20
-_WORD = re.compile(r"[^\W_]+")  # letters and digits: "doesn't" is doesn, t
-
-
-def parse_source(spec: str) -> tuple[str, int | None]:
-    """A `--extra-data` source and the rows to take from it: `NAME:ROWS` takes ROWS at random.
-
-    parse_source("stanfordnlp/sst2:10000"), parse_source("extra.csv")
-    # (('stanfordnlp/sst2', 10000), ('extra.csv', None))
-    """
-    name, _, rows = spec.rpartition(":")
-    if name and rows.isdigit():
-        return name, int(rows)
-    return spec, None
-
-
-def load_extra(spec: str, labels: tuple[str, ...]) -> Any:
-    """More labelled reviews for training, checked, with columns `text` and `label`: a .csv,
-    .jsonl or .parquet file (`label` 0/1 or a label name; the app's feedback file reads its
-    `corrected` column), or a Hub dataset's train split (`rotten_tomatoes`, `stanfordnlp/sst2`).
-    `NAME:ROWS` keeps ROWS of them (see `add_extra`).
-
-    len(load_extra("../shared/data/extra/rotten_tomatoes_train.parquet", LABELS))
-    # 6306
-    """
-    source, _ = parse_source(spec)
-    path = Path(source).expanduser()
-    if path.is_file() and path.suffix in DATA_SUFFIXES:
-        frame = _read_file(path).to_pandas()
-    elif looks_like_path(source) or path.suffix in DATA_SUFFIXES:
-        raise UsageError(
-            f"--extra-data {spec}: no such .csv, .jsonl or .parquet file. Pass a file of "
-            "labelled reviews (text, label) or a Hub dataset name such as rotten_tomatoes."
-        )
-    else:
-        loaded = load_hub(source, "--extra-data", "file")
-        if "train" not in loaded:
-            raise UsageError(f"--extra-data {source} has no train split; pass a local file.")
-        frame = loaded["train"].to_pandas()
-    text = next((name for name in TEXT_COLUMNS if name in frame.columns), None)
-    if text is not None:
-        frame = frame.rename(columns={text: "text"})
-    if "label" not in frame.columns and "corrected" in frame.columns:
-        frame = frame.rename(columns={"corrected": "label"})
-    if "label" in frame.columns:
-        ids = {name.upper(): i for i, name in enumerate(labels)} | {"0": 0, "1": 1}
-        frame["label"] = [ids.get(str(label).strip().upper(), label) for label in frame["label"]]
-    from datasets import Dataset
-
-    dataset = Dataset.from_pandas(frame, preserve_index=False)
-    check_data(dataset, f"--extra-data {spec}")
-    return dataset.select_columns(["text", "label"])
-
-
-def add_extra(
-    splits: dict[str, Any], sources: dict[str, Any], held_out: list[str], seed: int
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`splits` with each extra source (by its `--extra-data` spec) shared out: rows equal to,
-    or inside, a validation, test or `held_out` text dropped; then ROWS of a `NAME:ROWS` spec
-    drawn at random; `EXTRA_VALIDATION_SHARE` of the rest added to the validation split and
-    the others to the training split, shuffled. Returns the splits and a row count per source
-    for metrics.json and the model card."""
-    from datasets import concatenate_datasets
-
-    evaluation = [*splits["validation"]["text"], *splits["test"]["text"], *held_out]
-    taken = _Overlap(evaluation)
-    rng = np.random.default_rng([seed, 11])  # its own stream: the IMDB draws stay as they are
-    train, validation, counts = [], [], []
-    for spec, extra in sources.items():
-        name, rows = parse_source(spec)
-        fresh = np.flatnonzero([not taken(text) for text in extra["text"]])
-        kept = fresh
-        if rows is not None and rows < len(fresh):
-            kept = rng.choice(fresh, size=rows, replace=False)
-        kept = rng.permutation(kept)
-        n_val = int(len(kept) * EXTRA_VALIDATION_SHARE)
-        validation.append(extra.select(kept[:n_val]))
-        train.append(extra.select(kept[n_val:]))
-        counts.append(
-            {
-                "source": name,
-                "rows": len(extra),
-                "dropped": len(extra) - len(fresh),  # equal to or inside an evaluation text
-                "train": len(kept) - n_val,
-                "validation": n_val,
-            }
-        )
-
-    def merged(split: str, parts: list[Any]) -> Any:
-        own = splits[split].select_columns(["text", "label"])
-        return concatenate_datasets([own, *(part.cast(own.features) for part in parts)])
-
-    return splits | {
-        "train": merged("train", train).shuffle(seed=seed),
-        "validation": merged("validation", validation),
-    }, counts
-
-
-class _Overlap:
-    """Whether a text equals an evaluation text, or is a span of 20 letters or more of a short
-    one, compared by lowercased words with treebank spacing joined (`clean_text`)."""
-
-    def __init__(self, texts: list[str]) -> None:
-        self.whole = {_words(text) for text in texts}
-        self.spans = {
-            words[i:j]
-            for words in self.whole
-            if len(words) <= CONTAINED_WORDS
-            for i in range(len(words))
-            for j in range(i + 1, len(words) + 1)
-        }
-
-    def __call__(self, text: str) -> bool:
-        words = _words(text)
-        if words in self.whole:
-            return True
-        return words in self.spans and sum(map(len, words)) >= CONTAINED_CHARS
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(_WORD.findall(clean_text(text).lower()))
-
-
-def build_splits(
-    config: TrainConfig, held_out: list[str]
-) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """The data of a run: the IMDB-shaped splits as loaded, the train/validation/test splits
-    `make_splits` carves, each `--extra-data` source shared out by `add_extra` (never onto a
-    `held_out` text), and its row counts. Training and `main.py evaluate` both call this."""
-    extra = {spec: load_extra(spec, LABELS) for spec in config.extra_data}  # errors come first
-    imdb = load_data(config.data)
-    splits = make_splits(imdb, config)
-    if not extra:
-        return imdb, splits, []
-    return imdb, *add_extra(splits, extra, held_out, config.seed)
 
 
 def check_data(dataset: Any, where: str) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from training.calibrate import write_calibration
 from training.config import UsageError, as_saved, saved_config
-from training.data import build_splits, fingerprint, load_short_sets, short_reviews
+from training.data import fingerprint, load_short_sets, short_reviews
+from training.extra import build_splits
 from training.plots import truncated_share
 from training.publish import publish
 from training.report import REWRITTEN_FILES, write_results
