@@ -70,7 +70,7 @@ def word_scores(
     budget = classifier.max_length - 2  # [CLS] and [SEP]
     strategy = "sliding" if classifier.truncation == "sliding" else "head"
     totals, counts = np.zeros(len(ids)), np.zeros(len(ids))
-    positive, negative = classifier.labels.index("POSITIVE"), classifier.labels.index("NEGATIVE")
+    positive, negative = 1, 0  # label ids: the data's 1 is a positive review (id2label)
     for window in windows(list(range(len(ids))), budget, strategy):
         window_ids = [tokenizer.cls_token_id, *(ids[i] for i in window), tokenizer.sep_token_id]
         scores = _integrated_gradients(

@@ -18,13 +18,15 @@ import json
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any
 
+from serving.checks import MAX_REVIEW_CHARS
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Bytes per request body. A 100,000-character review (infer.MAX_REVIEW_CHARS) is 100 KB as
+# Bytes per request body. A 100,000-character review (checks.MAX_REVIEW_CHARS) is 100 KB as
 # ASCII and up to 600 KB JSON-escaped; 1 MiB leaves room for the request's other fields.
 MAX_BODY = 1024 * 1024
 # Bytes per uploaded file, and the form around it.
@@ -85,7 +87,7 @@ class Guard:
 def _too_large(cap: int) -> str:
     return (
         f"The request is larger than {cap // 1024:,} KiB: send one review of at most "
-        "100,000 characters, or fewer reviews per request."
+        f"{MAX_REVIEW_CHARS:,} characters, or fewer reviews per request."
     )
 
 
