@@ -18,9 +18,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from serving.checks import MAX_REVIEW_CHARS
 from serving.classifier import (
     BACKENDS,
-    MAX_REVIEW_CHARS,
     Calibration,
     Classifier,
     ModelNotFoundError,

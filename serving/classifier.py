@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from serving import hub
-from serving.checks import MAX_REVIEW_CHARS, check_texts, text_warnings
+from serving.checks import check_texts, text_warnings
 from serving.model_folder import (
     BACKENDS,
     ModelNotFoundError,
@@ -33,25 +33,6 @@ from utils import (
     served_probabilities,
     top_label,
 )
-
-__all__ = [  # the serving API; infer.py re-exports it
-    "BACKENDS",
-    "MAX_REVIEW_CHARS",
-    "Calibration",
-    "Classifier",
-    "ModelNotFoundError",
-    "Prediction",
-    "check_model_dir",
-    "check_texts",
-    "encode",
-    "get_classifier",
-    "load",
-    "model_dir_from_env",
-    "model_id_from_env",
-    "predict",
-    "reset",
-    "served_probabilities",
-]
 
 DEFAULT_MODEL_DIR = "model"
 
