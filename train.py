@@ -7,7 +7,7 @@
 `run` reads as its steps: check the settings, load and split the data (`data.py`), build the
 model, fine-tune with the Trainer (the head fitted first, `probe.py`; the best epoch by
 validation F1), test once, publish atomically (`publish.py`) with reports (`report.py`).
-About 380 lines, past the usual 350: the steps are small and read best in the order `run`
+About 360 lines, past the usual 350: the steps are small and read best in the order `run`
 calls them; extra data and the Hub push added two short ones.
 """
 
