@@ -293,8 +293,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
         check_push(config.push_to_hub)
     config = resolve_pooling(config)
     short_sets = load_short_sets(config.short_data) if config.short_data else {}
-    held_out = [text for split in short_sets.values() for text in split["text"]]
-    imdb, splits, sources = build_splits(config, held_out)
+    imdb, splits, sources = build_splits(config, short_sets)
     for count in sources:
         logger.info(
             "Extra data %s: %s rows, %s to training and %s to validation (%s dropped: they "

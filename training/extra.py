@@ -160,14 +160,16 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 def build_splits(
-    config: TrainConfig, held_out: list[str]
+    config: TrainConfig, short_sets: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The data of a run: the IMDB-shaped splits as loaded, the train/validation/test splits
     `make_splits` carves, each `--extra-data` source shared out by `add_extra` (never onto a
-    `held_out` text), and its row counts. Training and `main.py evaluate` both call this."""
+    text of the `short_sets` tested after training), and its row counts. Training and
+    `main.py evaluate` both call this."""
     extra = {spec: load_extra(spec, LABELS) for spec in config.extra_data}  # errors come first
     imdb = load_data(config.data)
     splits = make_splits(imdb, config)
     if not extra:
         return imdb, splits, []
+    held_out = [text for split in short_sets.values() for text in split["text"]]
     return imdb, *add_extra(splits, extra, held_out, config.seed)

@@ -43,8 +43,7 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
     saved = json.loads((model_dir / "metrics.json").read_text())
     config = saved_config(saved["config"], f"{model_dir}/", data=data, test_subset=test_subset)
     short_sets = load_short_sets(config.short_data) if config.short_data else {}
-    held_out = [text for split in short_sets.values() for text in split["text"]]
-    imdb, splits, _ = build_splits(config, held_out)
+    imdb, splits, _ = build_splits(config, short_sets)
     classifier, calibration = calibrated(
         classifier, splits["validation"], config.seed, short_reviews(imdb, splits)
     )
