@@ -6,7 +6,8 @@
 Tabs: one review (verdict, bars, sentence by sentence, the words that decided it), whole
 files, the model's results. The module builds `demo` (no model is loaded until the first
 review), so `gradio app.py` finds it; `python app.py` hands it to `server.serve`, which loads
-and warms the model, then serves the page with the REST API (`server.py`) behind `guard.py`.
+and warms the model, then serves the page with the REST API (`serving/server.py`) behind
+`serving/guard.py`.
 
 About 390 lines, past the usual 350: the tabs' layout and their handlers, which only check
 input, call `infer`, `explain`, `batch` or `feedback`, and put what comes back in words

@@ -4,9 +4,10 @@
     run(TrainConfig(subset=2000))["test"]["accuracy"]
     # 0.89
 
-`run` reads as its steps: check the settings, load and split the data (`data.py`), build the
-model, fine-tune with the Trainer (the head fitted first, `probe.py`; the best epoch by
-validation F1), test once, publish atomically (`publish.py`) with reports (`report.py`).
+`run` reads as its steps: check the settings, load and split the data (`training/data.py`,
+`training/extra.py`), build the model, fine-tune with the Trainer (the head fitted first,
+`training/probe.py`; the best epoch by validation F1), test once, publish atomically
+(`training/publish.py`) with reports (`training/report.py`).
 About 360 lines, past the usual 350: the steps are small and read best in the order `run`
 calls them; extra data and the Hub push added two short ones.
 """

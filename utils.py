@@ -215,7 +215,7 @@ def top_label(scores: dict[str, float]) -> str:
 
 @dataclass(frozen=True)
 class Calibration:
-    """How raw probabilities become honest ones: fitted after training (`calibrate.py`),
+    """How raw probabilities become honest ones: fitted after training (`training/calibrate.py`),
     applied by `infer`.
 
     A text's probabilities (the mean over its windows) are tempered, softmax(log p / T), with
