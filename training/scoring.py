@@ -61,13 +61,11 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
     metrics |= answered(right, unsure)
     if "kind" in split.column_names:  # a set of typed reviews: plain, negation, contrast...
         kinds = np.asarray(split["kind"])
+        masks = {str(kind): kinds == kind for kind in dict.fromkeys(split["kind"])}
         metrics["kinds"] = {
-            str(kind): {
-                "reviews": int((kinds == kind).sum()),
-                "accuracy": float(right[kinds == kind].mean()),
-            }
-            | answered(right[kinds == kind], unsure[kinds == kind])
-            for kind in dict.fromkeys(split["kind"])
+            kind: {"reviews": int(mask.sum()), "accuracy": float(right[mask].mean())}
+            | answered(right[mask], unsure[mask])
+            for kind, mask in masks.items()
         }
     timing = {"seconds": round(seconds, 1), "reviews_per_second": round(len(split) / seconds, 1)}
     rows = {
