@@ -30,9 +30,10 @@ from PIL import Image
 import infer
 from serving import batch, explain, feedback
 from serving.guard import MAX_UPLOAD
+from serving.model_folder import results_section
 from serving.server import MAX_QUEUE, MODEL_LOCK, serve
 from serving.words import details
-from utils import CARD_FILE, CONFUSION_PLOT, RESULTS_HEADING, top_label
+from utils import CARD_FILE, CONFUSION_PLOT, top_label
 
 TITLE = "Movie review sentiment"
 DESCRIPTION = (
@@ -161,11 +162,7 @@ def file_view(path: str | None, model_dir: Path, progress: Any = None) -> tuple:
     seconds = time.perf_counter() - started
     out = Path(tempfile.mkdtemp(prefix="reviews-")) / f"{Path(path).stem}-labelled.csv"
     table.to_csv(out, index=False)
-    verdicts = (
-        table["label"].str.lower().where(~table["unsure"].fillna(False).astype(bool), "mixed")
-    )
-    verdicts = verdicts.replace("", "not read")
-    counts = verdicts.value_counts().rename_axis("verdict").reset_index(name="reviews")
+    counts = batch.verdict_counts(table)
     # The verdict first, so it shows on a phone; the CSV keeps the file's order of columns.
     shown = table.assign(text=table["text"].str.slice(0, 160)).round(3)
     shown = shown[[*shown.columns[1:-1], "text", "note"]]
@@ -181,10 +178,19 @@ def correction(folder: Path | None, text: Any, shown: Any, label: str | None) ->
         raise gr.Error("Corrections are not collected here.", print_exception=False)
     if not isinstance(text, str) or not text.strip() or not isinstance(shown, dict):
         raise gr.Error("Classify a review first, then mark its label.", print_exception=False)
-    if label not in ("POSITIVE", "NEGATIVE"):
+    if label not in shown:  # the model's own label names, as the bars showed them
         raise gr.Error("Pick the right label first.", print_exception=False)
     feedback.record(folder, text, top_label(shown), label)  # `shown`: the bars, label -> p
     return f"Thanks: saved as {label.lower()}."
+
+
+def model_labels(model_dir: Path) -> list[str]:
+    """The model's label names, offered when a visitor corrects one; none while it does not
+    load (the page's notice says why)."""
+    try:
+        return list(infer.get_classifier(model_dir).labels)
+    except infer.ModelNotFoundError:
+        return []
 
 
 def feedback_dir_from_env() -> Path | None:
@@ -214,16 +220,6 @@ def about_model(model_dir: Path) -> tuple[str, Image.Image | None]:
             None,
         )
     return results_section(card.read_text()), Image.open(matrix) if matrix.is_file() else None
-
-
-def results_section(card: str) -> str:
-    """The results section of the model card that training published, without image links."""
-    start = card.find(RESULTS_HEADING)
-    if start < 0:
-        return ""
-    end = card.find("\n## ", start + len(RESULTS_HEADING))
-    section = card[start : end if end >= 0 else None]
-    return "\n".join(line for line in section.splitlines() if not line.startswith("!["))
 
 
 class Page(gr.Blocks):
@@ -279,7 +275,7 @@ def build_demo(model_dir: Path, feedback_dir: Path | None = None) -> gr.Blocks:
                     why_button = gr.Button("Why? Show the words that decided it", size="sm")
                     with gr.Row(visible=feedback_dir is not None, elem_id="feedback"):
                         corrected = gr.Radio(
-                            ["POSITIVE", "NEGATIVE"],
+                            [],  # the model's labels, filled in when the page loads
                             label="Wrong label? Pick the right one (your review is saved "
                             "to improve the model)",
                             scale=3,
@@ -375,8 +371,12 @@ def build_demo(model_dir: Path, feedback_dir: Path | None = None) -> gr.Blocks:
         clear.add([review, result, read, by_sentence, why, corrected, thanks])
         # Re-checked on every page view, so a model trained after start-up is noticed.
         demo.load(
-            lambda: (model_notice(model_dir), *about_model(model_dir)),
-            outputs=[notice, about, matrix],
+            lambda: (
+                model_notice(model_dir),
+                *about_model(model_dir),
+                gr.update(choices=model_labels(model_dir)),
+            ),
+            outputs=[notice, about, matrix, corrected],
             api_visibility="private",
         )
     # api_open=False: the queue is the only way in (no direct POST to /gradio_api/run/...).

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from serving import calibration as calibration_file
 from serving import hub
-from training.calibrate import write_calibration
 from training.config import LABELS, TrainConfig, UsageError, as_saved, check_config, resolve_pooling
 from training.data import (
     fingerprint,
@@ -38,7 +38,7 @@ from training.probe import classifier_layer, probe_head
 from training.publish import check_push, publish
 from training.report import write_results
 from training.scoring import EVAL_BATCH_SIZE, calibrated, test_split, validation_metrics
-from utils import HEAD_FRACTION, encode, looks_like_path
+from utils import HEAD_FRACTION, encode
 
 __all__ = ["TrainConfig", "UsageError", "run"]
 
@@ -60,7 +60,7 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
     from pooling import MeanPoolingClassifier
 
     local = Path(config.model).expanduser().is_dir()
-    if not local and looks_like_path(config.model):
+    if not local and hub.hub_id(config.model) is None:
         raise UsageError(f"--model {config.model}: no such folder.")
     offline = not local and not hub.reachable()
     options = {  # a head with named labels, loaded as the Hub allows
@@ -346,7 +346,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     def write(folder: Path) -> None:
         trainer.model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        write_calibration(folder, classifier.calibration)
+        calibration_file.write(folder, classifier.calibration)
         write_results(folder, report, rows)
 
     publish(write, Path(config.output_dir))

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ MAX_CHARS = 20_000
 CARD_FILE = "README.md"  # the model card, as the Hub shows it
 RESULTS_HEADING = "## Results"  # the card's section the app's About tab shows
 CONFUSION_PLOT = "confusion_matrix.png"
-CALIBRATION_FILE = "calibration.json"  # the temperature and unsure threshold infer applies
 
 # Characters a reader cannot see, dropped before tokenizing: controls (Unicode Cc) but tab and
 # newline, format characters (Cf: zero-width spaces and joiners, byte-order marks, bidi
@@ -50,15 +48,6 @@ _TREEBANK = (
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
-
-
-def looks_like_path(name: str) -> bool:
-    """Whether `name` is meant as a folder rather than a Hub id (`name` or `owner/name`).
-
-    >>> looks_like_path("./model"), looks_like_path("stanfordnlp/imdb")
-    (True, False)
-    """
-    return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
 def clean_text(text: str) -> str:
@@ -197,73 +186,21 @@ def encode(
     return out
 
 
-def positive_probability(logits: Any) -> Any:
-    """Softmax probability of label 1 for each row of a (reviews, 2) array of logits."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted[:, 1] / shifted.sum(axis=1)
+def predicted_ids(positive: Any) -> np.ndarray:
+    """The label rule, for arrays: label 1 where P(label 1) is above 0.5, else label 0, so a
+    tie goes to label 0, as `top_label` decides for one prediction.
+
+    >>> predicted_ids([0.2, 0.5, 0.9]).tolist()
+    [0, 0, 1]
+    """
+    return (np.asarray(positive) > 0.5).astype(int)
 
 
 def top_label(scores: dict[str, float]) -> str:
-    """The most probable label of one prediction; a tie goes to the first label (NEGATIVE).
+    """The label rule, for one prediction: its most probable label; a tie goes to the first
+    label (NEGATIVE), as `predicted_ids` decides for arrays.
 
     >>> top_label({"NEGATIVE": 0.2, "POSITIVE": 0.8})
     'POSITIVE'
     """
     return max(scores, key=scores.__getitem__)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """How raw probabilities become honest ones: fitted after training (`training/calibrate.py`),
-    applied by `infer`.
-
-    A text's probabilities (the mean over its windows) are tempered, softmax(log p / T), with
-    `short_temperature` for texts of at most `short_tokens` tokens (what visitors type),
-    `windows_temperature` for reviews read in several windows (averaging them already tempers
-    a little), `temperature` for the other reviews: above 1 the model was too sure of itself.
-    A text whose top probability is then below `unsure_below` reads as mixed or unclear.
-    Neither changes which label is more probable.
-    """
-
-    temperature: float = 1.0
-    short_temperature: float = 1.0
-    short_tokens: int = 64  # special tokens included; IMDB reviews are longer, a typed line not
-    unsure_below: float = 0.5  # 0.5: never unsure
-    # None (folders calibrated before it existed): `temperature`, filled in on creation.
-    windows_temperature: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.windows_temperature is None:
-            object.__setattr__(self, "windows_temperature", self.temperature)
-
-    def unsure(self, probs: np.ndarray) -> np.ndarray:
-        """Whether each row of served probabilities (texts, labels) reads as mixed or unclear."""
-        return np.asarray(probs).max(axis=1) < self.unsure_below
-
-    def temperatures(self, encoded: Mapping[str, Sequence[int]]) -> np.ndarray:
-        """The temperature of each text `utils.encode` returned, by its length in tokens and
-        how many windows read it."""
-        tokens = np.asarray(encoded["tokens"])
-        windows = np.bincount(np.asarray(encoded["review"], dtype=int), minlength=len(tokens))
-        long = np.where(windows > 1, self.windows_temperature, self.temperature)
-        return np.where(tokens <= self.short_tokens, self.short_temperature, long)
-
-
-def served_probabilities(logits: np.ndarray, owner: Sequence[int], temperature: Any) -> np.ndarray:
-    """P(each label) per text from its windows' raw logits: the softmax averaged over a text's
-    windows (`owner[i]`: the text window i belongs to), then tempered, softmax(log p / T), with
-    `temperature` one number or one per text. Tempering keeps each text's top label.
-
-    >>> served_probabilities(np.array([[0.0, 2.0], [0.0, 0.0]]), [0, 0], 1.0).round(3)
-    array([[0.31, 0.69]])
-    """
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    owner = np.asarray(owner)
-    sums = np.zeros((owner.max() + 1, logits.shape[1]))
-    np.add.at(sums, owner, probs)
-    mean = sums / np.bincount(owner)[:, None]
-    scaled = np.log(mean.clip(1e-300)) / np.broadcast_to(temperature, len(mean))[:, None]
-    tempered = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-    return tempered / tempered.sum(axis=1, keepdims=True)

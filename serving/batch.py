@@ -101,3 +101,11 @@ def classify_rows(
         rows[i] |= {"label": prediction.label, **prediction.scores, "unsure": prediction.unsure}
         rows[i]["note"] = prediction.warnings[0] if prediction.warnings else ""
     return pd.DataFrame(rows)
+
+
+def verdict_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """How many rows of a `classify_rows` table read positive, negative, mixed (unsure) or
+    were not read: columns `verdict` and `reviews`, for the page's chart."""
+    unsure = table["unsure"].fillna(False).astype(bool)
+    verdicts = table["label"].str.lower().where(~unsure, "mixed").replace("", "not read")
+    return verdicts.value_counts().rename_axis("verdict").reset_index(name="reviews")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from serving import hub
+from serving.calibration import Calibration, served_probabilities
 from serving.checks import check_texts, text_warnings
 from serving.model_folder import (
     BACKENDS,
@@ -24,15 +25,7 @@ from serving.model_folder import (
     read_folder,
 )
 from serving.onnx_runtime import OnnxModel
-from utils import (
-    HEAD_FRACTION,
-    MAX_CHARS,
-    Calibration,
-    check_strategy,
-    encode,
-    served_probabilities,
-    top_label,
-)
+from utils import HEAD_FRACTION, MAX_CHARS, check_strategy, encode, top_label
 
 DEFAULT_MODEL_DIR = "model"
 

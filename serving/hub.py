@@ -16,6 +16,18 @@ from serving.model_folder import ModelNotFoundError, first_line
 log = logging.getLogger(__name__)
 
 
+def hub_id(name: str) -> str | None:
+    """`name` when it names a Hub repository (`imdb`, `stanfordnlp/sst2`); None when it is
+    meant as a local path: it exists here, starts with ".", "/" or "~", or has two "/" or more.
+    Every "folder or Hub name?" question of the project is answered here.
+
+    >>> hub_id("stanfordnlp/imdb"), hub_id("./model"), hub_id("data/imdb/train")
+    ('stanfordnlp/imdb', None, None)
+    """
+    local = name.startswith((".", "/", "~")) or name.count("/") > 1
+    return None if local or Path(name).expanduser().exists() else name
+
+
 def reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face Hub answers on its port, in at most `timeout` seconds.
 

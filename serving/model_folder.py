@@ -1,5 +1,6 @@
 """Reading a model folder as `infer` serves it: the files it must hold, its tokenizer, its
-calibration, and the model behind it (ONNX when fresh, else PyTorch). Every way a folder
+calibration, the model behind it (ONNX when fresh, else PyTorch), and the results section
+of its card for the app's About tab. Every way a folder
 can be missing, half-copied, stale or foreign ends in ModelNotFoundError, whose message says
 how to fix it; nothing here classifies.
 """
@@ -13,8 +14,10 @@ from typing import Any
 
 from safetensors import SafetensorError
 
+from serving import calibration as calibration_file
+from serving.calibration import CALIBRATION_FILE, Calibration
 from serving.onnx_runtime import OnnxLoadError, OnnxModel, fresh_onnx
-from utils import CALIBRATION_FILE, Calibration
+from utils import RESULTS_HEADING
 
 # `auto`: the folder's ONNX model when it is there and fresh (INT8, or bfloat16 on a CPU with
 # AMX: 1.8 to 3.3 times PyTorch's speed on 2 cores, benchmarks/inference.py), else PyTorch;
@@ -47,33 +50,16 @@ def check_model_dir(model_dir: str | Path) -> Path:
     return path
 
 
-def read_calibration(folder: Path) -> Calibration:
+def _read_calibration(folder: Path) -> Calibration:
     """The calibration saved in `folder`, or ModelNotFoundError naming the fix."""
     try:
-        saved = json.loads((folder / CALIBRATION_FILE).read_text())
-        # Saved since reviews read in several windows got their own temperature; None before.
-        windows = saved.get("windows_temperature")
-        calibration = Calibration(
-            float(saved["temperature"]),
-            float(saved["short_temperature"]),
-            int(saved["short_tokens"]),
-            float(saved["unsure_below"]),
-            None if windows is None else float(windows),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        return calibration_file.read(folder)
+    except (OSError, ValueError) as error:
         raise ModelNotFoundError(
             f"The model in '{folder}/' has no readable {CALIBRATION_FILE} ({error}): it was "
             "saved by an earlier version of this project. Calibrate it with `python main.py "
             f"evaluate --model-dir {folder}`, or retrain it with `python main.py`."
         ) from error
-    temperatures = (
-        calibration.temperature,
-        calibration.short_temperature,
-        calibration.windows_temperature,
-    )
-    if min(temperatures) <= 0 or not 0.5 <= calibration.unsure_below < 1:
-        raise ModelNotFoundError(f"{folder}/{CALIBRATION_FILE} holds {saved}: retrain it.")
-    return calibration
 
 
 def read_folder(
@@ -90,7 +76,7 @@ def read_folder(
             tokenizer = _tokenizer(path)
             # Read as JSON: with ONNX serving, PyTorch's model classes are never loaded (2 s).
             config = json.loads((path / "config.json").read_text())
-            saved_calibration = calibration or read_calibration(path)
+            saved_calibration = calibration or _read_calibration(path)
             model = _onnx_model(path, backend) or torch_model(path)
         except ModelNotFoundError:
             raise
@@ -177,3 +163,13 @@ def torch_model(path: Path) -> Any:
 def first_line(error: BaseException) -> str:
     """The first line of an error's message, without the long tails some loaders print."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def results_section(card: str) -> str:
+    """The results section of the model card that training published, without image links."""
+    start = card.find(RESULTS_HEADING)
+    if start < 0:
+        return ""
+    end = card.find("\n## ", start + len(RESULTS_HEADING))
+    section = card[start : end if end >= 0 else None]
+    return "\n".join(line for line in section.splitlines() if not line.startswith("!["))

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from utils import Calibration
+from serving.calibration import Calibration
 
 ONNX_FILE = "model_quantized.onnx"
 # The same fused graph in fp32, for windows of at most SHORT_TOKENS tokens: INT8 cost short

@@ -13,10 +13,11 @@ from conftest import run_script, train_args
 import infer
 import main
 from sentiment_metric import SentimentMetric
+from serving import calibration as calibrate
 from serving import checks
-from training import calibrate, data, scoring
+from serving.calibration import CALIBRATION_FILE
+from training import data, scoring
 from training.config import saved_config
-from utils import CALIBRATION_FILE
 
 REVIEWS = [
     "great wonderful film",
@@ -45,7 +46,8 @@ def with_calibration(model_dir, folder, temperature: float, unsure_below: float)
 def test_scaling_never_changes_the_predicted_label(model_dir):
     classifier = infer.load(model_dir)
     by_temperature = {
-        t: replace(classifier, calibration=infer.Calibration(t, t)) for t in (0.2, 1.0, 5.0)
+        t: replace(classifier, calibration=infer.Calibration(t, t, windows_temperature=t))
+        for t in (0.2, 1.0, 5.0)
     }
     results = {t: c.classify(REVIEWS) for t, c in by_temperature.items()}
     labels = {t: [p.label for p in r] for t, r in results.items()}
@@ -228,17 +230,24 @@ def test_the_cli_prints_warnings(model_dir):
     assert "note: A word or two is little to go on" in result.stdout
 
 
-def test_a_folder_calibrated_before_reads_every_review_with_its_one_temperature(
-    model_dir, tmp_path
-):
+def test_calibration_json_reads_back_as_written_and_a_broken_one_names_the_fix(model_dir, tmp_path):
     folder = with_calibration(model_dir, tmp_path / "model", 4.0, 0.6)
-    saved = json.loads((folder / CALIBRATION_FILE).read_text())
-    del saved["windows_temperature"]  # as calibration.json was written before it existed
-    (folder / CALIBRATION_FILE).write_text(json.dumps(saved))
     calibration = infer.load(folder).calibration
-    assert calibration.windows_temperature == 4.0  # its one temperature, for reviews
+    calibrate.write(folder, replace(calibration, unsure_below=0.7))
+    assert calibrate.read(folder) == replace(calibration, unsure_below=0.7)
     encoded = {"tokens": [5, 40, 90], "review": [0, 1, 2, 2]}  # short, one window, two
-    assert calibration.temperatures(encoded).tolist() == [8.0, 4.0, 4.0]
+    assert calibration.temperatures(encoded).tolist() == [8.0, 4.0, 3.0]
+    saved = json.loads((folder / CALIBRATION_FILE).read_text())
+    for broken in (
+        {k: v for k, v in saved.items() if k != "windows_temperature"},
+        saved | {"temperature": 0},
+        saved | {"unsure_below": 1.5},
+        [1, 2],
+    ):
+        (folder / CALIBRATION_FILE).write_text(json.dumps(broken))
+        infer.reset()
+        with pytest.raises(infer.ModelNotFoundError, match=r"main\.py evaluate --model-dir"):
+            infer.load(folder)
 
 
 def test_calibration_holds_out_the_short_reviews_nobody_trained_or_validated_on():

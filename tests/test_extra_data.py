@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import make_frame, train_in_process
 
-from app import results_section
 from serving import hub
+from serving.model_folder import results_section
 from training import data
 from training import extra as sources
 from training.config import LABELS, TrainConfig, UsageError

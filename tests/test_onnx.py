@@ -16,8 +16,8 @@ from conftest import make_frame
 
 import infer
 from serving import onnx_runtime
+from serving.calibration import Calibration
 from training import export
-from utils import Calibration
 
 # A fixed set: the tiny model's own kind of review, both labels, short and long.
 REVIEWS = [*make_frame(20, seed=7)["text"], "great", "awful dull", "the film"]

@@ -122,7 +122,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        # A list from a JSON file, or one source as a string (a metrics.json of before 2026-12-05).
+        # A list from JSON or YAML, or one source as a string: what a config file may hold.
         sources = self.extra_data
         sources = (sources,) if isinstance(sources, str) else tuple(sources or ())
         object.__setattr__(self, "extra_data", sources)

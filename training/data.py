@@ -16,7 +16,7 @@ import numpy as np
 
 from serving import hub
 from training.config import TrainConfig, UsageError
-from utils import clean_text, looks_like_path, split_sentences
+from utils import clean_text, split_sentences
 
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl")
 # Words in a snippet: visitors type a line or two, 20 words on average on the short-review sets.
@@ -41,7 +41,7 @@ def load_data(source: str) -> dict[str, Any]:
     path = Path(source).expanduser()
     if path.is_dir():
         splits = {split: _read_local(path, split) for split in ("train", "test")}
-    elif looks_like_path(source) or path.suffix in DATA_SUFFIXES:
+    elif hub.hub_id(source) is None or path.suffix in DATA_SUFFIXES:
         raise UsageError(f"--data {source}: no such folder. Pass a folder that holds the data.")
     else:
         splits = _read_hub(source)
@@ -242,8 +242,9 @@ def snippets(texts: list[str], labels: list[int], per_review: int, seed: int) ->
     such sentence gives none; a snippet is never the whole text (a one-sentence text gives none).
 
     Reviews are labelled as a whole, so a snippet of a positive review may be a neutral plot
-    line or a complaint. Calibration fits its short-text temperature on them (`calibrate.py`);
-    training on them lowered accuracy on short reviews (benchmarks/README.md).
+    line or a complaint. Calibration fits its short-text temperature on them
+    (`serving/calibration.py`); training on them lowered accuracy on short reviews
+    (benchmarks/README.md).
     """
     rng = np.random.default_rng([seed, 7])  # its own stream: the splits' draws stay as they are
     out: dict[str, list] = {"text": [], "label": []}

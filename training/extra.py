@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.hub import hub_id
 from training.config import LABELS, TrainConfig, UsageError
 from training.data import (
     DATA_SUFFIXES,
@@ -23,7 +24,7 @@ from training.data import (
     make_splits,
     read_file,
 )
-from utils import clean_text, looks_like_path
+from utils import clean_text
 
 # A share of each extra source held out of training: it joins the validation split, so the
 # best epoch and the calibration (temperature for short texts, unsure threshold) see sentences
@@ -65,7 +66,7 @@ def load_extra(spec: str, labels: tuple[str, ...]) -> Any:
     path = Path(source).expanduser()
     if path.is_file() and path.suffix in DATA_SUFFIXES:
         frame = read_file(path).to_pandas()
-    elif looks_like_path(source) or path.suffix in DATA_SUFFIXES:
+    elif hub_id(source) is None or path.suffix in DATA_SUFFIXES:
         raise UsageError(
             f"--extra-data {spec}: no such .csv, .jsonl or .parquet file. Pass a file of "
             "labelled reviews (text, label) or a Hub dataset name such as rotten_tomatoes."

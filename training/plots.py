@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from utils import predicted_ids
+
 
 def truncated_share(tokens: Any, max_length: int) -> float:
     """Share of reviews longer than `max_length` tokens, which the model reads only in part."""
@@ -104,7 +106,7 @@ def plot_reliability(rows: dict[str, Any], path: Path, bins: int = 15) -> None:
     for key, name in (("raw_positive", "as trained"), ("positive", "calibrated")):
         positive = np.asarray(rows[key])
         confidence = np.maximum(positive, 1 - positive)
-        correct = (positive > 0.5).astype(int) == labels
+        correct = predicted_ids(positive) == labels
         which = np.minimum((confidence * bins).astype(int), bins - 1)
         points = [
             (confidence[which == b].mean(), correct[which == b].mean(), (which == b).sum())

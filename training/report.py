@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.calibration import CALIBRATION_FILE
+from serving.hub import hub_id
 from training.plots import (
     plot_confusion,
     plot_lengths,
@@ -25,12 +27,10 @@ from training.plots import (
     plot_validation,
 )
 from utils import (
-    CALIBRATION_FILE,
     CARD_FILE,
     CONFUSION_PLOT,
     HEAD_FRACTION,
     RESULTS_HEADING,
-    looks_like_path,
 )
 
 PLOTS = {
@@ -110,7 +110,7 @@ def card_metadata(report: dict[str, Any]) -> Any:
     from huggingface_hub import EvalResult, ModelCardData
 
     config, data = report["config"], report["data"]
-    hub_data = _hub_name(data["source"])
+    hub_data = hub_id(data["source"])
     results = [
         EvalResult(
             task_type="text-classification",
@@ -128,11 +128,9 @@ def card_metadata(report: dict[str, Any]) -> Any:
     return ModelCardData(
         model_name=report["name"],
         license="apache-2.0",
-        base_model=_hub_name(config["model"]),
+        base_model=hub_id(config["model"]),
         datasets=[
-            name
-            for name in [data["source"], *(s["source"] for s in data.get("extra") or [])]
-            if _hub_name(name)
+            name for name in [data["source"], *(s["source"] for s in data["extra"])] if hub_id(name)
         ]
         or None,
         language=["en"],
@@ -141,11 +139,6 @@ def card_metadata(report: dict[str, Any]) -> Any:
         tags=["sentiment-analysis", "movie-reviews"],
         eval_results=results,
     )
-
-
-def _hub_name(name: str) -> str | None:
-    """`name` if it reads as a Hub id (`name` or `owner/name`) and is no local folder."""
-    return None if Path(name).expanduser().exists() or looks_like_path(name) else name
 
 
 def results_table(report: dict[str, Any]) -> str:
@@ -259,7 +252,7 @@ many tokens of each review it read.
 
 def trained_on(data: dict[str, Any]) -> str:
     """What the model learned from: the IMDB-shaped data and each extra source, with counts."""
-    extra = data.get("extra") or []  # absent in folders made before 2026-12-05
+    extra = data["extra"]
     imdb = data["train"] - sum(source["train"] for source in extra)
     line = f"Trained on {imdb:,} reviews of `{display_name(data['source'])}`"
     if not extra:
@@ -325,7 +318,7 @@ def kinds_table(short: dict[str, Any]) -> list[str]:
 def short_reviews_line(fit: dict[str, Any]) -> list[str]:
     """A sentence and a blank line on the held-out short reviews, the kind visitors type;
     none when the run had none (`--subset 0` leaves no review unused)."""
-    if fit.get("short_reviews_accuracy") is None:  # also absent in folders made before it
+    if fit["short_reviews_accuracy"] is None:
         return []
     return [
         f"On the {fit['short_reviews']:,} IMDB reviews of at most {fit['short_tokens']} "
@@ -338,7 +331,7 @@ def short_reviews_line(fit: dict[str, Any]) -> list[str]:
 
 def display_name(name: str) -> str:
     """A Hub id as it is, a local folder by its last part: no path of this machine is shown."""
-    return name if _hub_name(name) else Path(name).name
+    return name if hub_id(name) else Path(name).name
 
 
 def reading(config: dict[str, Any], cut: int, share: float) -> str:

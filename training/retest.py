@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from training.calibrate import write_calibration
+from serving import calibration as calibration_file
 from training.config import UsageError, as_saved, saved_config
 from training.data import fingerprint, load_short_sets, short_reviews
 from training.extra import build_splits
@@ -72,7 +72,7 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
                 os.link(file, folder / file.name)  # the same weights, without a copy
             except OSError:
                 shutil.copy2(file, folder / file.name)
-        write_calibration(folder, classifier.calibration)
+        calibration_file.write(folder, classifier.calibration)
         write_results(folder, report, rows)
 
     publish(write, model_dir)

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from training.calibrate import calibration_data, fit_calibration
-from utils import Calibration, encode, positive_probability, served_probabilities
+from serving import calibration as calibration_file
+from serving.calibration import Calibration, served_probabilities
+from training.data import snippets
+from utils import encode, predicted_ids
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,9 @@ def score(labels: Any, positive: Any) -> dict[str, Any]:
 
 def validation_metrics(prediction: Any) -> dict[str, float]:
     """The Trainer's `compute_metrics`: `score` of an epoch's validation logits."""
-    metrics = score(prediction.label_ids, positive_probability(prediction.predictions))
+    logits = np.asarray(prediction.predictions, dtype=np.float64)
+    positive = served_probabilities(logits, np.arange(len(logits)), 1.0)[:, 1]
+    metrics = score(prediction.label_ids, positive)
     # The Trainer logs scalars, so the matrix travels as its four cells.
     (tn, fp), (fn, tp) = metrics.pop("confusion_matrix")
     return metrics | {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
@@ -54,7 +58,7 @@ def test_split(classifier: Any, split: Any, desc: str = "Testing") -> tuple[dict
     raw = served_probabilities(logits, encoded["review"], 1.0)
     metrics = score(split["label"], probs[:, 1])
     before = score(split["label"], raw[:, 1])
-    predicted = probs.argmax(axis=1)  # ties to label 0, as utils.top_label
+    predicted = predicted_ids(probs[:, 1])
     unsure = calibration.unsure(probs)
     right = predicted == np.asarray(split["label"])
     metrics |= {"uncalibrated": {key: before[key] for key in ("log_loss", "brier", "ece")}}
@@ -92,16 +96,25 @@ def answered(right: np.ndarray, unsure: np.ndarray) -> dict[str, Any]:
     }
 
 
+def calibration_data(split: Any, seed: int, short: dict[str, list]) -> tuple[list[str], list[int]]:
+    """What calibration is fitted on, all held out from training: the reviews of `split`, one
+    snippet of each (`data.snippets`), since visitors type a line or two, and the `short`
+    reviews (`{"text": [...], "label": [...]}`), with their labels. Never the test split."""
+    extra = snippets(split["text"], split["label"], 1, seed)
+    texts = list(split["text"]) + extra["text"] + list(short["text"])
+    return texts, list(split["label"]) + extra["label"] + list(short["label"])
+
+
 def calibrated(
     classifier: Any, validation: Any, seed: int, short: dict[str, list]
 ) -> tuple[Any, dict[str, Any]]:
     """`classifier` with its calibration fitted on the validation reviews, a snippet of each
     and the held-out `short` reviews (`data.short_reviews`) of at most 64 tokens
-    (`calibrate.py`), and a summary of the fit for metrics.json."""
+    (`serving/calibration.py`), and a summary of the fit for metrics.json."""
     tokens = encode(classifier.tokenizer, short["text"])["tokens"] if short["text"] else []
     keep = [i for i, n in enumerate(tokens) if n <= Calibration.short_tokens]
     short = {key: [short[key][i] for i in keep] for key in ("text", "label")}
-    calibration, fit = fit_calibration(classifier, *calibration_data(validation, seed, short))
+    calibration, fit = calibration_file.fit(classifier, *calibration_data(validation, seed, short))
     classifier = replace(classifier, calibration=calibration)
     fit["short_reviews"] = len(keep)
     # What the card can say of the texts visitors type: temperatures never change a label, so
