@@ -60,6 +60,7 @@ class MeanPoolingClassifier(PreTrainedModel):
 
     config_class = MeanPoolingConfig
     base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True  # its encoder's layers recompute
 
     def __init__(self, config: MeanPoolingConfig) -> None:
         super().__init__(config)

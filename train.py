@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import logging
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from serving import calibration as calibration_file
 from serving import hub
+from training import checkpoints
 from training.config import LABELS, TrainConfig, UsageError, as_saved, check_config, resolve_pooling
 from training.data import (
     fingerprint,
@@ -34,23 +32,27 @@ from training.data import (
 )
 from training.extra import build_splits
 from training.plots import truncated_share
-from training.probe import classifier_layer, probe_head
+from training.probe import classifier_layer
 from training.publish import check_push, publish
 from training.report import write_results
-from training.scoring import EVAL_BATCH_SIZE, calibrated, test_split, validation_metrics
+from training.scoring import calibrated, test_split
+from training.trainer import (
+    NonFiniteLoss,
+    best_epoch,
+    build_trainer,
+    check_tracker,
+    resolve_precision,
+)
 from utils import HEAD_FRACTION, encode
 
 __all__ = ["TrainConfig", "UsageError", "run"]
 
 logger = logging.getLogger(__name__)
 
-WARMUP_RATIO = 0.1  # share of optimizer steps spent warming up
-WEIGHT_DECAY = 0.01  # AdamW's, on every weight but biases and LayerNorm
 # Every dropout layer of the base model and head, attention included, while training. No
 # dropout and the fitted head scored 0.59 ± 0.32 points above dropout 0.1 and a random head,
 # best of 17 recipes (benchmarks/README.md, "Recipe search"); steps without masks are cheaper.
 DROPOUT = 0.0
-TENSORBOARD_DIR = Path("runs")
 
 
 def load_base(config: TrainConfig) -> tuple[Any, Any]:
@@ -107,6 +109,23 @@ def set_dropout(model: Any, probability: float) -> None:
             module.p = probability
 
 
+def freeze_below(model: Any, top: int) -> None:
+    """Leave only the top `top` layers of the encoder and the head trainable: the embeddings
+    and the layers beneath stay as pretrained (seed 001's "unfreeze the last 3 layers")."""
+    from torch import nn
+
+    stacks = [m for m in model.base_model.modules() if isinstance(m, nn.ModuleList)]
+    layers = max(stacks, key=len, default=None)  # BERT's encoder.layer, DistilBERT's
+    if layers is None or top > len(layers):
+        count = 0 if layers is None else len(layers)
+        raise UsageError(f"--train-layers {top}: the base model has {count} layers.")
+    for parameter in model.base_model.parameters():
+        parameter.requires_grad = False
+    for layer in layers[len(layers) - top :]:
+        for parameter in layer.parameters():
+            parameter.requires_grad = True
+
+
 def tokenize(splits: dict[str, Any], tokenizer: Any, config: TrainConfig) -> dict[str, Any]:
     """Token ids per review, cleaned and cut by `config.truncation` (`utils.encode`, as
     inference does) and unpadded: the collator pads each batch to its longest review."""
@@ -121,124 +140,6 @@ def tokenize(splits: dict[str, Any], tokenizer: Any, config: TrainConfig) -> dic
         )
         for name, split in splits.items()
     }
-
-
-def training_arguments(config: TrainConfig, checkpoints: Path) -> Any:
-    """The Trainer settings of a run: evaluate and save every epoch, keep the best by F1."""
-    import torch
-    from transformers import TrainingArguments
-
-    return TrainingArguments(
-        output_dir=str(checkpoints),
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        load_best_model_at_end=True,
-        metric_for_best_model="f1",
-        greater_is_better=True,
-        save_total_limit=1,  # the Trainer still keeps the best checkpoint beside the last
-        save_only_model=True,  # no optimizer state: a checkpoint is the weights alone
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=EVAL_BATCH_SIZE,
-        gradient_accumulation_steps=config.grad_accum,
-        num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        warmup_steps=WARMUP_RATIO,  # a float below 1 is a share of all steps
-        weight_decay=WEIGHT_DECAY,
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=0.02,  # a share of all steps: 50 points on the loss curve
-        report_to="none",  # TensorBoard, if asked, gets its own folder: see `build_trainer`
-        dataloader_pin_memory=torch.cuda.is_available(),  # pinning is for copies to a GPU
-    )
-
-
-def checkpoint_dir(config: TrainConfig) -> Path:
-    """Scratch for per-epoch checkpoints, hidden beside the model folder; removed on success."""
-    output = Path(config.output_dir).absolute()
-    return output.parent / f".{output.name}.checkpoints"
-
-
-def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[str, Any]) -> Any:
-    """A Trainer for the train split; after `.train()` it holds the best epoch by validation F1."""
-    from transformers import DataCollatorWithPadding, PrinterCallback, ProgressCallback, Trainer
-
-    checkpoints = checkpoint_dir(config)
-    shutil.rmtree(checkpoints, ignore_errors=True)  # scratch from an earlier run
-    collator = DataCollatorWithPadding(tokenizer)
-    # Batches of reviews of like length pad less: 17% fewer token slots for the default's 500
-    # validation reviews in batches of 32. A review scores the same in any batch.
-    validation = tokens["validation"]
-    validation = validation.select(np.argsort([len(ids) for ids in validation["input_ids"]]))
-    callbacks = []
-    if config.head_init == "probe":  # first, so its bar ends before the training bar starts
-        callbacks.append(probe_head(tokens["train"], collator, EVAL_BATCH_SIZE))
-    callbacks.append(console_progress())
-    if config.report_to == "tensorboard":
-        from torch.utils.tensorboard import SummaryWriter
-        from transformers.integrations import TensorBoardCallback
-
-        logs = TENSORBOARD_DIR / f"{Path(config.output_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(logs))))
-        logger.info("TensorBoard logs in %s/ (tensorboard --logdir %s)", logs, TENSORBOARD_DIR)
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(config, checkpoints),
-        train_dataset=tokens["train"],
-        eval_dataset=validation,  # the test split never reaches model selection
-        processing_class=tokenizer,
-        data_collator=collator,
-        compute_metrics=validation_metrics,
-        callbacks=callbacks,
-    )
-    for printer in (ProgressCallback, PrinterCallback):  # they print raw log dicts
-        trainer.remove_callback(printer)
-    # The classifier's loss is a mean over its micro-batch. The Trainer takes any model whose
-    # forward has **kwargs to normalise by the accumulated batch itself, skips its division by
-    # grad_accum, and so sums the means: gradients and logged loss grad_accum times too large.
-    trainer.loss_is_scaled_for_ga = False
-    return trainer
-
-
-def console_progress() -> Any:
-    """A Trainer callback for people: one progress bar over the optimizer steps and one line
-    per epoch. The raw logs go to metrics.json (and TensorBoard), not the console."""
-    from tqdm.auto import tqdm
-    from transformers import TrainerCallback
-
-    class ConsoleProgress(TrainerCallback):
-        bar: Any = None
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar = tqdm(total=state.max_steps, desc="Training", unit="step", dynamic_ncols=True)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar.update(state.global_step - self.bar.n)
-
-        def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            metrics = kwargs["metrics"]
-            losses = [row["loss"] for row in state.log_history if "loss" in row]
-            self.bar.write(
-                f"Epoch {state.epoch:g}/{args.num_train_epochs:g}: training loss "
-                f"{f'{losses[-1]:.3f}' if losses else 'not logged yet'}, validation loss "
-                f"{metrics['eval_loss']:.3f}, accuracy {metrics['eval_accuracy']:.1%}, "
-                f"F1 {metrics['eval_f1']:.1%}"
-            )
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar.close()
-
-    return ConsoleProgress()
-
-
-VALIDATION_KEYS = ("loss", "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-
-
-def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The validation metrics of the epoch the Trainer kept (the first of equal F1s, as it does)."""
-    best = max((row for row in history if "eval_f1" in row), key=lambda row: row["eval_f1"])
-    metrics = {key: best[f"eval_{key}"] for key in VALIDATION_KEYS}
-    matrix = [[best["eval_tn"], best["eval_fp"]], [best["eval_fn"], best["eval_tp"]]]
-    return {"epoch": best["epoch"]} | metrics | {"confusion_matrix": matrix}
 
 
 def serving_classifier(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
@@ -266,6 +167,8 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
 
     set_seed(config.seed)  # before the classifier head is initialised
     tokenizer, model = load_base(config)
+    if config.train_layers:
+        freeze_below(model, config.train_layers)
     if config.head_init == "probe":
         classifier_layer(model)  # a head the probe cannot fit stops the run now, not at epoch 0
     logger.info(
@@ -284,15 +187,20 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
     return tokenizer, build_trainer(config, tokenizer, model, tokenize(fit, tokenizer, config))
 
 
-def run(config: TrainConfig) -> dict[str, Any]:
-    """Train, test and publish one model as `config` says; return what `metrics.json` holds."""
+def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train, test and publish one model as `config` says; return what `metrics.json` holds.
+    With `resume`, continue the interrupted run of the same settings from its newest complete
+    checkpoint (`training/checkpoints.py`)."""
     from transformers import set_seed
 
     started = time.perf_counter()
     check_config(config)
+    check_tracker(config.report_to)
+    precision = resolve_precision(config.precision)
     if config.push_to_hub:
         check_push(config.push_to_hub)
     config = resolve_pooling(config)
+    resume_from = checkpoints.start(config, resume)
     short_sets = load_short_sets(config.short_data) if config.short_data else {}
     imdb, splits, sources = build_splits(config, short_sets)
     for count in sources:
@@ -312,7 +220,13 @@ def run(config: TrainConfig) -> dict[str, Any]:
     classifier = serving_classifier(trainer.model, tokenizer, config)
     baseline, _ = test_split(classifier, splits["test"], "Baseline (untrained head)")
     set_seed(config.seed)  # each DataLoader draws from the global RNG: training starts afresh
-    trained = trainer.train()
+    if resume_from is None:
+        checkpoints.begin(config)
+    try:
+        trained = trainer.train(resume_from_checkpoint=resume_from)
+    except NonFiniteLoss:
+        checkpoints.finish(config)  # a diverged run is not worth resuming
+        raise
     classifier, calibration = calibrated(
         serving_classifier(trainer.model, tokenizer, config),
         splits["validation"],
@@ -332,6 +246,8 @@ def run(config: TrainConfig) -> dict[str, Any]:
             "loss": trained.training_loss,  # mean over all steps
             "seconds": round(trained.metrics["train_runtime"], 1),
             "reviews_per_second": round(trained.metrics["train_samples_per_second"], 2),
+            "precision": precision,
+            "resumed_from": Path(resume_from).name if resume_from else None,
         },
         "calibration": calibration,
         "short": short,
@@ -359,5 +275,5 @@ def run(config: TrainConfig) -> dict[str, Any]:
                 f"{config.output_dir}/, but the upload failed ({error}). Push it with: "
                 f"hf upload {config.push_to_hub} {config.output_dir}/"
             ) from error
-    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the model folder replaces them
+    checkpoints.finish(config)  # the model folder replaces them
     return report

@@ -159,7 +159,7 @@ def test_a_probe_head_starts_as_the_logistic_regression_of_its_features(
     from training import probe as lp
 
     args = train_args(base_model, data_dir, tmp_path / "model", "--head-init", "probe")
-    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
+    config = main.config_of(main.build_parser().parse_args(args))
     _, trainer = train.prepare(config, data.make_splits(data.load_data(str(data_dir)), config))
     (probe,) = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "ProbeHead"]
     # The reviews as the first epoch reads them, in the training loader's batches.
@@ -208,7 +208,7 @@ def test_a_head_the_probe_cannot_fit_stops_before_training(tmp_path, base_model,
 
 def test_validation_batches_hold_reviews_of_like_length(tmp_path, base_model, data_dir):
     args = train_args(base_model, data_dir, tmp_path / "model", "--val-reviews", "60")
-    config = train.TrainConfig(**vars(main.build_parser().parse_args(args)))
+    config = main.config_of(main.build_parser().parse_args(args))
     splits = data.make_splits(data.load_data(str(data_dir)), config)
     _, trainer = train.prepare(config, splits)
     lengths = [len(ids) for ids in trainer.eval_dataset["input_ids"]]
@@ -406,7 +406,7 @@ def test_failure_while_publishing_keeps_the_previous_model(
     monkeypatch.setattr(publish, "verify", fail)
     flags = main.build_parser().parse_args(train_args(base_model, data_dir, previous_model))
     with pytest.raises(type(failure)):
-        train.run(train.TrainConfig(**vars(flags)))
+        train.run(main.config_of(flags))
     assert folder_digest(previous_model) == before
     assert not list(tmp_path.glob(".model.partial-*"))
     infer.load(previous_model).predict(["still works"])
@@ -428,8 +428,10 @@ def test_killed_while_publishing_keeps_the_previous_model(
     assert infer.load(previous_model).labels == ("NEGATIVE", "POSITIVE")
     abandoned = list(tmp_path.glob(".model.partial-*"))
     assert len(abandoned) == 1 and (abandoned[0] / "model.safetensors").exists()
-    # The next run clears what the killed one left, then publishes its own model.
-    assert main.main(args) == 0
+    # The next run clears what the killed one left and, resumed from the last checkpoint
+    # (training had ended), publishes its own model.
+    assert main.main(args) == 2  # without --resume it keeps the checkpoints and says so
+    assert main.main([*args, "--resume"]) == 0
     assert not list(tmp_path.glob(".model.partial-*"))
     assert folder_digest(previous_model) != before
 

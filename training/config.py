@@ -22,7 +22,8 @@ from utils import STRATEGIES, TRAIN_STRATEGIES, check_strategy
 LABELS = ("NEGATIVE", "POSITIVE")
 POOLINGS = ("auto", "mean", "cls")
 HEAD_INITS = ("probe", "random")
-REPORT_TO = ("none", "tensorboard")
+REPORT_TO = ("none", "tensorboard", "mlflow", "wandb")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class UsageError(ValueError):
@@ -84,6 +85,34 @@ class TrainConfig:
     output_dir: str = field(default="model", metadata={"help": "where the model is published"})
     epochs: float = field(default=2.0, metadata={"help": "passes over the training reviews"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "share of optimizer steps spent warming up"}
+    )
+    weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW's, on every weight but biases and LayerNorm"}
+    )
+    patience: int = field(
+        default=0,
+        metadata={"help": "stop after this many epochs without a better validation F1 (0: never)"},
+    )
+    train_layers: int = field(
+        default=0,
+        metadata={
+            "help": "fine-tune only the top K encoder layers and the head; the embeddings and "
+            "lower layers stay as pretrained (0: all)"
+        },
+    )
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (bf16 on CUDA GPUs that have it, fp16 on older ones, fp32 on CPU), "
+            "fp32, bf16 or fp16"
+        },
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute activations in the backward pass: less memory, slower steps"},
+    )
     # tokens; BERT and DistilBERT hold at most 512 positions.
     max_length: int = field(default=256, metadata={"help": "tokens read per review or window"})
     truncation: str = field(
@@ -118,7 +147,10 @@ class TrainConfig:
     )
     report_to: str = field(
         default="none",
-        metadata={"help": "tensorboard also logs to runs/ (view: tensorboard --logdir runs)"},
+        metadata={
+            "help": "also log the run: tensorboard (to runs/; tensorboard --logdir runs), mlflow "
+            "(to mlflow.db here, or $MLFLOW_TRACKING_URI) or wandb (WANDB_MODE=offline: local)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -136,6 +168,10 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{flag(name)} must be positive, got {value}.")
     if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
         raise UsageError("--subset and --test-subset count reviews: use 0 (all) or more.")
+    if config.patience < 0 or config.train_layers < 0 or config.weight_decay < 0:
+        raise UsageError("--patience, --train-layers and --weight-decay take 0 or more.")
+    if not 0 <= config.warmup_ratio < 1:
+        raise UsageError(f"--warmup-ratio {config.warmup_ratio}: use a share from 0 to below 1.")
     if config.val_reviews < 2:
         raise UsageError(
             f"--val-reviews {config.val_reviews}: use 2 or more (a review of each label)."
@@ -146,6 +182,7 @@ def check_config(config: TrainConfig) -> None:
         "pooling": POOLINGS,
         "head_init": HEAD_INITS,
         "report_to": REPORT_TO,
+        "precision": PRECISIONS,
     }
     for name, allowed in choices.items():
         try:
@@ -177,22 +214,65 @@ def flag(name: str) -> str:
 
 def saved_config(saved: dict[str, Any], where: str, **overrides: Any) -> TrainConfig:
     """The TrainConfig of a published model, from the `config` of its metrics.json, with the
-    `overrides` that are not None. A folder from another version of this project, whose
-    settings differ, raises UsageError naming the fix.
+    `overrides` that are not None. Settings added since take their defaults, which are what
+    runs did before them; a setting this version does not know raises UsageError.
 
     saved_config(json.loads(Path("model/metrics.json").read_text())["config"], "model").seed
     # 42
     """
-    names = {spec.name for spec in dataclasses.fields(TrainConfig)}
-    # A setting added later with a default of None (an optional input) was simply not used.
-    optional = {spec.name for spec in dataclasses.fields(TrainConfig) if spec.default is None}
-    if set(saved) - names or (names - set(saved)) - optional:
-        differ = sorted((set(saved) ^ names) - optional)
+    values = config_values(saved, where)
+    return TrainConfig(**values | {k: v for k, v in overrides.items() if v is not None})
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The settings a config file holds (JSON or YAML: field names as keys, `grad_accum` or
+    `grad-accum`), checked and typed; a published metrics.json is read for its `config`.
+    Errors name the file and the fix."""
+    import yaml  # JSON is YAML too, so one reader serves both
+
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f"--config {path}: cannot read it ({error}).") from error
+    if isinstance(loaded, dict) and isinstance(loaded.get("config"), dict):
+        loaded = loaded["config"]  # a metrics.json: its run's settings
+    if not isinstance(loaded, dict):
+        raise UsageError(f"--config {path}: hold a mapping of settings, such as epochs: 3.")
+    return config_values(loaded, f"--config {path}")
+
+
+def config_values(saved: dict[str, Any], where: str) -> dict[str, Any]:
+    """`saved` with keys as TrainConfig's field names and each value of its field's type;
+    UsageError naming `where` for an unknown setting or a value of the wrong type."""
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    values = {str(key).replace("-", "_"): value for key, value in saved.items()}
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
         raise UsageError(
-            f"{where} was trained by another version of this project (its settings differ in "
-            f"{', '.join(differ)}); retrain it with python main.py."
+            f"{where} holds settings this version of the project does not know "
+            f"({', '.join(unknown)}): remove them (python main.py --help lists the known "
+            "ones), or, for a published model, retrain it with python main.py."
         )
-    return TrainConfig(**saved | {k: v for k, v in overrides.items() if v is not None})
+    expected = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    for name, value in values.items():
+        if value is None or name == "extra_data":  # None, or one or more sources as text
+            continue
+        kind = hints[name]
+        if typing.get_origin(kind) is not None:  # `int | None`: the int
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        try:
+            if isinstance(value, bool) != (kind is bool):  # YAML's yes/no are not numbers
+                raise ValueError
+            number = float(value) if kind in (int, float) else None
+            if kind is int and number != int(number):
+                raise ValueError
+            values[name] = kind(number) if number is not None else kind(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{where}: {name} is {value!r}; give {expected[kind]}.") from None
+    return values
 
 
 # Files and model-card metadata by which a base says it was pretrained to be read by the mean

@@ -90,6 +90,8 @@ def probe_head(train_split: Any, collator: Any, batch_size: int) -> Any:
 
     class ProbeHead(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step:  # resumed: the head was fitted and trained already
+                return
             started = time.perf_counter()
             # The reviews as training reads them, shortest first to pad little, through a loader
             # of their own: the training loader's shuffle draws stay as they are without it.
