@@ -13,7 +13,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import ROOT, run_script, train_args, train_in_process
 
 import main
@@ -261,5 +260,5 @@ def test_recipe_files_in_configs_are_valid():
     files = sorted((ROOT / "configs").glob("*.yaml"))
     assert len(files) >= 3
     for file in files:
-        TrainConfig(**read_config(file))
-        assert yaml.safe_load(file.read_text())
+        settings = read_config(file)
+        assert TrainConfig(**settings) != TrainConfig() or file.name == "default.yaml"
