@@ -7,7 +7,8 @@
     # 9
 
 CLI: `python infer.py [--model-dir DIR] [--truncation STRATEGY] [--backend B] [--json] TEXT...`,
-or one review per line on stdin. The API lives in `serving/classifier.py`.
+or one review per line on stdin, or a file of any size: `--input FILE --output FILE`
+(`serving/stream.py`). The API lives in `serving/classifier.py`.
 """
 
 from __future__ import annotations
@@ -82,8 +83,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "onnx or torch (default: auto)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list of predictions")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        help="a .csv, .jsonl or .parquet file of reviews, scored in chunks into --output "
+        "(its columns kept, label, probabilities, unsure and note added); rerun the same "
+        "command after an interruption to resume",
+    )
+    parser.add_argument("--output", type=Path, help="where --input's rows go, labelled")
+    parser.add_argument("--column", default="text", help="--input's reviews column")
     args = parser.parse_args(argv)
+    if (args.input is None) != (args.output is None):
+        parser.error("--input and --output go together")
+    if args.input is not None and args.texts:
+        parser.error("pass TEXT arguments or --input, not both")
 
+    if args.input is not None:
+        return score_file_cli(args)
     texts = args.texts or [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not texts:
         parser.error("no reviews given: pass TEXT arguments or pipe one review per line")
@@ -108,6 +124,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{p.label} {p.scores[p.label]:.1%}{unsure}{cut}")
             for warning in p.warnings:
                 print(f"  note: {warning}")
+    return 0
+
+
+def score_file_cli(args: argparse.Namespace) -> int:
+    """`--input FILE --output FILE`: every row scored, with a progress bar, resumable."""
+    from tqdm.auto import tqdm
+
+    from serving.stream import StreamError, score_file
+
+    try:
+        model_dir = args.model_dir or model_dir_from_env()
+        classifier = load(model_dir, args.truncation, backend=args.backend)
+        with tqdm(desc=f"Scoring {args.input.name}", unit="row", dynamic_ncols=True) as bar:
+            done = score_file(classifier, args.input, args.output, args.column, bar.update)
+    except (ModelNotFoundError, StreamError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    resumed, line = done["resumed_from"], f"Labelled {done['rows']:,} rows into {args.output}"
+    if resumed:
+        line += f" (resumed at row {resumed:,}: an earlier run had done the rows before it)"
+    print(line + ".")
     return 0
 
 
