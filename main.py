@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -88,7 +89,9 @@ def configure_console() -> None:
     import datasets
     import transformers
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Under torchrun every process runs this; process 0 speaks for all of them.
+    quiet = os.environ.get("RANK", "0") != "0"
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
     datasets.disable_progress_bars()  # tokenizing 1,500 reviews takes a second or two
     transformers.utils.logging.disable_progress_bar()  # "Loading weights" on every load
     transformers.utils.logging.set_verbosity_error()
@@ -177,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = " Continue the run with --resume." if command == "train" else ""
         print(f"\ninterrupted: {output}/ is unchanged.{hint}", file=sys.stderr)
         return 130
-    print(summary(report, output))
+    if report:  # the other processes of a torchrun leave the summary to process 0
+        print(summary(report, output))
     return 0
 
 

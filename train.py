@@ -41,6 +41,7 @@ from training.trainer import (
     best_epoch,
     build_trainer,
     check_tracker,
+    process_rank,
     resolve_precision,
 )
 from utils import HEAD_FRACTION, encode
@@ -171,17 +172,22 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
         freeze_below(model, config.train_layers)
     if config.head_init == "probe":
         classifier_layer(model)  # a head the probe cannot fit stops the run now, not at epoch 0
+    processes = process_rank()[1]
     logger.info(
-        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, batch %d x %d, lr %g",
+        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, lr %g, batch %d "
+        "(%d per step x %d process%s x %d steps per update)",
         Path(config.model).name,
         model.num_parameters() / 1e6,
         config.pooling,
         config.max_length,
         config.truncation,
         config.epochs,
-        config.batch_size,
-        config.grad_accum,
         config.learning_rate,
+        config.batch_size * processes * config.grad_accum,
+        config.batch_size,
+        processes,
+        "es" if processes > 1 else "",
+        config.grad_accum,
     )
     fit = {name: splits[name] for name in ("train", "validation")}  # the test split stays out
     return tokenizer, build_trainer(config, tokenizer, model, tokenize(fit, tokenizer, config))
@@ -200,7 +206,8 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     if config.push_to_hub:
         check_push(config.push_to_hub)
     config = resolve_pooling(config)
-    resume_from = checkpoints.start(config, resume)
+    rank = process_rank()[0]
+    resume_from = checkpoints.start(config, resume, main_process=rank == 0)
     short_sets = load_short_sets(config.short_data) if config.short_data else {}
     imdb, splits, sources = build_splits(config, short_sets)
     for count in sources:
@@ -217,16 +224,20 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         *(f"{n:,}" for n in sizes.values()),
     )
     tokenizer, trainer = prepare(config, splits)
-    classifier = serving_classifier(trainer.model, tokenizer, config)
-    baseline, _ = test_split(classifier, splits["test"], "Baseline (untrained head)")
+    if rank == 0:
+        classifier = serving_classifier(trainer.model, tokenizer, config)
+        baseline, _ = test_split(classifier, splits["test"], "Baseline (untrained head)")
     set_seed(config.seed)  # each DataLoader draws from the global RNG: training starts afresh
-    if resume_from is None:
+    if resume_from is None and rank == 0:
         checkpoints.begin(config)
     try:
         trained = trainer.train(resume_from_checkpoint=resume_from)
     except NonFiniteLoss:
-        checkpoints.finish(config)  # a diverged run is not worth resuming
+        if rank == 0:
+            checkpoints.finish(config)  # a diverged run is not worth resuming
         raise
+    if rank != 0:  # testing, calibrating and publishing happen once, in process 0
+        return {}
     classifier, calibration = calibrated(
         serving_classifier(trainer.model, tokenizer, config),
         splits["validation"],
@@ -247,6 +258,7 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "seconds": round(trained.metrics["train_runtime"], 1),
             "reviews_per_second": round(trained.metrics["train_samples_per_second"], 2),
             "precision": precision,
+            "processes": process_rank()[1],
             "resumed_from": Path(resume_from).name if resume_from else None,
         },
         "calibration": calibration,

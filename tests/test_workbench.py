@@ -262,3 +262,18 @@ def test_recipe_files_in_configs_are_valid():
     for file in files:
         settings = read_config(file)
         assert TrainConfig(**settings) != TrainConfig() or file.name == "default.yaml"
+
+
+def test_torchrun_trains_as_one_and_publishes_one_model(tmp_path, base_model, data_dir):
+    output = tmp_path / "model"
+    args = train_args(base_model, data_dir, output, "--grad-accum", "1", "--epochs", "2")
+    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    result = run_script(*launch, "main.py", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch 4 (2 per step x 2 processes x 1 steps per update)" in result.stderr
+    assert result.stdout.count("Test on 40 reviews") == 1  # tested once, by process 0
+    report = metrics(output)
+    assert report["train"]["processes"] == 2
+    # 120 reviews in batches of 2 per process: 30 steps an epoch, not 60 (the data is split).
+    assert max(row["step"] for row in report["history"]) == 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no partial, no checkpoints

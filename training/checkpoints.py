@@ -46,7 +46,7 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
 
-def start(config: TrainConfig, resume: bool) -> str | None:
+def start(config: TrainConfig, resume: bool, main_process: bool = True) -> str | None:
     """Check the checkpoint folder of a run before anything loads: the checkpoint to resume
     from with `resume` (the newest complete one, incomplete ones skipped with a message), else
     None for a fresh start. Checkpoints of an interrupted run are never deleted unasked."""
@@ -58,7 +58,8 @@ def start(config: TrainConfig, resume: bool) -> str | None:
                 f"{folder}/ holds checkpoints of an interrupted run ({saved[0].name}). "
                 f"Continue it with --resume, or start over after deleting them: rm -r {folder}"
             )
-        shutil.rmtree(folder, ignore_errors=True)  # scratch without a checkpoint
+        if main_process:  # the others of a torchrun only read
+            shutil.rmtree(folder, ignore_errors=True)  # scratch without a checkpoint
         return None
     for checkpoint in saved:
         if complete(checkpoint):

@@ -6,6 +6,7 @@ builds one; `trainer.train()` fine-tunes.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,12 @@ TENSORBOARD_DIR = Path("runs")
 
 # What `--report-to` hands the Trainer's own integrations, and where to get each package.
 TRACKERS = {"mlflow": "pip install -r requirements-workbench.txt", "wandb": "pip install wandb"}
+
+
+def process_rank() -> tuple[int, int]:
+    """This process's rank and the number of processes (`torchrun`, `accelerate launch`);
+    (0, 1) when run alone. Work done once (testing, calibrating, publishing) is rank 0's."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 class NonFiniteLoss(UsageError):
@@ -87,8 +94,11 @@ def training_arguments(config: TrainConfig, checkpoints: Path) -> Any:
         run_name=Path(config.output_dir).name,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        gradient_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning is for copies to a GPU
+        # Said outright, so torchrun's processes on CPUs train as one (DDP over gloo).
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every trainable weight takes part in each step
     )
 
 
@@ -172,12 +182,20 @@ def console_progress() -> Any:
         bar: Any = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar = tqdm(total=state.max_steps, desc="Training", unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=state.max_steps,
+                desc="Training",
+                unit="step",
+                dynamic_ncols=True,
+                disable=not state.is_world_process_zero,  # one bar for all torchrun processes
+            )
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.bar.update(state.global_step - self.bar.n)
 
         def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.bar.disable:
+                return
             metrics = kwargs["metrics"]
             losses = [row["loss"] for row in state.log_history if "loss" in row]
             self.bar.write(
