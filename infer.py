@@ -92,6 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, help="where --input's rows go, labelled")
     parser.add_argument("--column", default="text", help="--input's reviews column")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="what scores --input: this process, or Ray Data (a local Ray, or --ray-address)",
+    )
+    parser.add_argument("--ray-address", help="a Ray cluster to join (default: a local Ray)")
+    parser.add_argument(
+        "--actors", type=int, default=1, help="Ray actors, each with the model and one CPU"
+    )
     args = parser.parse_args(argv)
     if (args.input is None) != (args.output is None):
         parser.error("--input and --output go together")
@@ -133,11 +143,21 @@ def score_file_cli(args: argparse.Namespace) -> int:
 
     from serving.stream import StreamError, score_file
 
+    model_dir = args.model_dir or model_dir_from_env()
     try:
-        model_dir = args.model_dir or model_dir_from_env()
-        classifier = load(model_dir, args.truncation, backend=args.backend)
         with tqdm(desc=f"Scoring {args.input.name}", unit="row", dynamic_ncols=True) as bar:
-            done = score_file(classifier, args.input, args.output, args.column, bar.update)
+            if args.engine == "ray":
+                from serving.ray_scoring import score_file_ray
+
+                check_model_dir(model_dir)
+                done = score_file_ray(
+                    model_dir, args.input, args.output, args.column, args.actors,
+                    address=args.ray_address, progress=bar.update,
+                    truncation=args.truncation, backend=args.backend,
+                )  # fmt: skip
+            else:
+                classifier = load(model_dir, args.truncation, backend=args.backend)
+                done = score_file(classifier, args.input, args.output, args.column, bar.update)
     except (ModelNotFoundError, StreamError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

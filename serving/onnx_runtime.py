@@ -57,8 +57,12 @@ def source_digest(model_dir: Path) -> dict[str, str]:
 
 
 def threads() -> int:
-    """CPU cores this process may use (a container's share, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """CPU cores this process may use (a container's share, not the host's count), or fewer
+    when OMP_NUM_THREADS says so: Ray sets it to each actor's CPUs, so actors sharing a
+    machine do not each take all of it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores or 1, int(given) if given.isdigit() and int(given) > 0 else cores or 1))
 
 
 class OnnxLoadError(RuntimeError):

@@ -120,3 +120,23 @@ def test_unfinished_parts_of_another_input_are_never_mixed_in(model_dir, big_csv
     result = score(model_dir, big_csv, output)
     assert result.returncode == 2 and "another input or model (/elsewhere.csv" in result.stderr
     assert f"rm -r {parts}" in result.stderr
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray of 2 CPUs for the session's tests."""
+    ray = pytest.importorskip("ray")
+    from serving.ray_scoring import runtime_env
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env())
+    yield ray
+    ray.shutdown()
+
+
+def test_the_ray_engine_writes_the_same_file(model_dir, big_csv, whole, tmp_path, local_ray):
+    from serving.ray_scoring import score_file_ray
+
+    output = tmp_path / "labelled.csv"
+    done = score_file_ray(model_dir, big_csv, output, actors=2)
+    assert done["rows"] == 20_002
+    assert output.read_bytes() == whole.read_bytes()

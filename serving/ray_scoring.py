@@ -1,0 +1,123 @@
+"""Scoring a file on Ray Data: `python infer.py --input F --output F --engine ray`.
+
+    score_file_ray(Path("model"), Path("reviews.parquet"), Path("out.parquet"), actors=2)
+
+The same rows out as `--engine local` (`serving/stream.py`), in the same order, with the same
+labels: Ray reads the input in blocks, a pool of `actors` actors (each loads the model once,
+with `cpus` CPUs and as many threads) labels them, and the batches come back in order into
+the same atomic part files and join. On a local Ray by default; `--ray-address` joins a
+cluster (`ray start --head` on one machine, `ray start --address HEAD:6379` on the others),
+where the model folder must be at the same path on every node. No resume: a Ray job that
+stops is rerun whole. Optional: `pip install -r requirements-ray.txt`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from serving.stream import (
+    CHUNK_ROWS,
+    StreamError,
+    check_paths,
+    join_parts,
+    parts_dir,
+    write_atomic,
+)
+
+INSTALL = "pip install -r requirements-ray.txt"
+# Reading reserves no CPU: with every CPU given to the actors, a read that waited for one
+# would wait for ever (Ray Data backpressure), and reading is light beside labelling.
+READ = {"num_cpus": 0}
+
+
+def runtime_env() -> dict[str, Any]:
+    """What a Ray job needs to label: the project's modules, shipped to every worker (pass it
+    to `ray.init` when starting Ray yourself)."""
+    import pooling
+    import serving
+    import utils
+
+    return {"py_modules": [str(Path(serving.__file__).parent), utils.__file__, pooling.__file__]}
+
+
+def read_dataset(source: Path) -> Any:
+    """The input as a Ray Dataset, every column of a CSV as text (as the local engine reads)."""
+    import ray
+
+    suffix = source.suffix.lower()
+    if suffix == ".parquet":
+        return ray.data.read_parquet(str(source), **READ)
+    if suffix == ".jsonl":
+        return ray.data.read_json(str(source), lines=True, **READ)
+    import pyarrow.csv as pacsv
+
+    # Every column as text and empty fields as "", as pandas reads with keep_default_na=False.
+    names = pacsv.open_csv(str(source)).schema.names
+    options = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(names, "string"), strings_can_be_null=False
+    )
+    return ray.data.read_csv(str(source), convert_options=options, **READ)
+
+
+def score_file_ray(
+    model_dir: Path,
+    source: Path,
+    output: Path,
+    column: str = "text",
+    actors: int = 1,
+    cpus: float = 1,
+    address: str | None = None,
+    progress: Any = None,
+    truncation: str | None = None,
+    backend: str = "auto",
+) -> dict[str, int]:
+    """Classify every row of `source` into `output` on Ray; return the rows written."""
+    try:
+        import ray
+    except ImportError as error:
+        raise StreamError(f"--engine ray needs Ray: {INSTALL}") from error
+    check_paths(source, output)
+    if not ray.is_initialized():
+        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    model_dir = Path(model_dir).absolute()
+
+    class Labeller:
+        def __init__(self) -> None:
+            from serving.classifier import load
+
+            self.classifier = load(model_dir, truncation, backend=backend)
+
+        def __call__(self, batch: Any) -> Any:
+            from serving.stream import labelled
+
+            return labelled(self.classifier, batch, column)
+
+    dataset = read_dataset(source)
+    names = dataset.schema().names
+    if column not in names:
+        raise StreamError(
+            f"--input {source} has no column '{column}' (it has {', '.join(names[:8])}): pass "
+            "the reviews' column with --column NAME."
+        )
+    labelled_rows = dataset.map_batches(
+        Labeller,
+        batch_format="pandas",
+        batch_size=CHUNK_ROWS,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus,
+    )
+    parts = parts_dir(output)
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True)
+    written = 0
+    batches = labelled_rows.iter_batches(batch_format="pandas", batch_size=CHUNK_ROWS)
+    for index, batch in enumerate(batches):
+        write_atomic(batch, parts / f"part-{index:06d}{output.suffix.lower()}")
+        written += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    join_parts(parts, output)
+    return {"rows": written, "resumed_from": 0}
