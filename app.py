@@ -9,9 +9,10 @@ review), so `gradio app.py` finds it; `python app.py` hands it to `server.serve`
 and warms the model, then serves the page with the REST API (`serving/server.py`) behind
 `serving/guard.py`.
 
-About 390 lines, past the usual 350: the tabs' layout and their handlers, which only check
+About 370 lines, past the usual 350: the tabs' layout and their handlers, which only check
 input, call `infer`, `explain`, `batch` or `feedback`, and put what comes back in words
-(`serving/words.py`).
+(`serving/words.py`; the page's texts and examples: `serving/page.py`). On a ZeroGPU Space
+each handler that runs the model asks for the GPU (`serving/gpu.py`).
 """
 
 from __future__ import annotations
@@ -29,48 +30,13 @@ from PIL import Image
 
 import infer
 from serving import batch, explain, feedback
+from serving.gpu import gpu_task
 from serving.guard import MAX_UPLOAD
 from serving.model_folder import results_section
+from serving.page import CSS, DESCRIPTION, EXAMPLES, SENTENCE_COLORS, TITLE, VERDICT_COLORS
 from serving.server import MAX_QUEUE, MODEL_LOCK, serve
 from serving.words import details
 from utils import CARD_FILE, CONFUSION_PLOT, top_label
-
-TITLE = "Movie review sentiment"
-DESCRIPTION = (
-    "Paste a movie review and press **Submit**: the bars show how likely the review is "
-    "positive or negative. The model is a transformer fine-tuned on the IMDB reviews "
-    "dataset; it reads English film reviews best."
-)
-# Varied on purpose: the clear cases, the hard ones (mixed, sarcastic), the short and the long.
-# Written as a visitor pastes them (paragraphs, no IMDB `<br />` markup): the buttons show them.
-EXAMPLES = [
-    "An absolute triumph. The performances are heartfelt, the script is sharp and funny, and "
-    "the final act left the whole theatre in tears. I'll be watching it again this weekend.",
-    "A complete waste of two hours. The plot makes no sense, the acting is wooden and every "
-    "joke falls flat. I walked out before the end.",
-    "The cinematography is gorgeous and the lead gives a committed performance, but the story "
-    "drags badly in the middle and the ending feels rushed.",
-    "Oh great, another three-hour epic where nothing happens. Truly the cinematic event of the "
-    "century. I can't wait to forget it.",
-    "Loved it!",
-    "Not bad at all.",
-    "I went in expecting very little from this one.\n\nThe first twenty minutes are "
-    "slow, and I nearly gave up: the setup is familiar and the dialogue is clunky. But once the "
-    "two brothers finally meet, the film finds its heart. The quiet scenes in the kitchen are "
-    "some of the best acting I have seen this year, and the score never tells you what to feel."
-    "\n\nIt is not perfect. A subplot about the neighbour goes nowhere and the last "
-    "scene is a little too neat. Still, I left the cinema smiling and I have recommended it to "
-    "everyone I know. 8/10.",
-]
-# Wide tables scroll sideways on a phone instead of squeezing to a letter per line; highlighted
-# sentences wrap between words, not inside them.
-CSS = """
-#about table { display: block; overflow-x: auto; }
-#about th, #about td { white-space: nowrap; }
-#sentences *, #why * { word-break: normal !important; overflow-wrap: normal !important; }
-"""
-SENTENCE_COLORS = {"positive": "green", "negative": "red", "mixed": "gray"}
-VERDICT_COLORS = SENTENCE_COLORS | {"not read": "black"}
 
 
 def classify(text: Any, model_dir: Path) -> tuple[dict[str, float], str]:
@@ -323,11 +289,14 @@ def build_demo(model_dir: Path, feedback_dir: Path | None = None) -> gr.Blocks:
             about = gr.Markdown(elem_id="about")
             matrix = gr.Image(label="Test confusion matrix", interactive=False, type="pil")
 
+        # On a ZeroGPU Space each handler that runs the model gets the GPU for its call.
+        @gpu_task(duration=10)
         def run(text: str) -> tuple[dict[str, float], str]:
             return classify(text, model_dir)
 
         # preprocess=False: the function sees what was sent (a number stays a number and is
         # refused) instead of the textbox's str() of it.
+        @gpu_task(duration=20)
         def sentences(text: str) -> Any:
             pairs = sentence_view(text, model_dir)
             return gr.update(value=pairs, visible=bool(pairs))
@@ -347,6 +316,7 @@ def build_demo(model_dir: Path, feedback_dir: Path | None = None) -> gr.Blocks:
             event.success(lambda: gr.update(visible=False), None, why, api_visibility="private")
 
         # A gr.Progress default is how Gradio hands a function its progress bar.
+        @gpu_task(duration=120)  # 2,000 reviews
         def classify_file(path: str | None, progress: Any = gr.Progress()) -> tuple:  # noqa: B008
             return file_view(path, model_dir, progress)
 
@@ -362,8 +332,13 @@ def build_demo(model_dir: Path, feedback_dir: Path | None = None) -> gr.Blocks:
             thanks,
             api_visibility="private",
         )
+
+        @gpu_task(duration=60)  # integrated gradients: 2 passes per step
+        def why_view(text: str) -> Any:
+            return gr.update(value=word_view(text, model_dir), visible=True)
+
         why_button.click(
-            lambda text: gr.update(value=word_view(text, model_dir), visible=True),
+            why_view,
             review,
             why,
             api_visibility="private",

@@ -15,6 +15,7 @@ from typing import Any
 from safetensors import SafetensorError
 
 from serving import calibration as calibration_file
+from serving import gpu
 from serving.calibration import CALIBRATION_FILE, Calibration
 from serving.onnx_runtime import OnnxLoadError, OnnxModel, fresh_onnx
 from utils import RESULTS_HEADING
@@ -77,7 +78,7 @@ def read_folder(
             # Read as JSON: with ONNX serving, PyTorch's model classes are never loaded (2 s).
             config = json.loads((path / "config.json").read_text())
             saved_calibration = calibration or _read_calibration(path)
-            model = _onnx_model(path, backend) or torch_model(path)
+            model = _onnx_model(path, backend) or on_gpu(torch_model(path))
         except ModelNotFoundError:
             raise
         # What a truncated, half-copied or foreign folder raises: unreadable JSON or weights
@@ -122,8 +123,9 @@ def _tokenizer(path: Path) -> Any:
 
 
 def _onnx_model(path: Path, backend: str) -> OnnxModel | None:
-    """The folder's fresh ONNX model; None (and a log line) to fall back to PyTorch."""
-    if backend == "torch":
+    """The folder's fresh ONNX model; None (and a log line) to fall back to PyTorch. On a
+    GPU `auto` means PyTorch in half precision: the ONNX graphs are for CPUs."""
+    if backend == "torch" or (backend == "auto" and gpu.cuda()):
         return None
     onnx_file, why = fresh_onnx(path)
     if onnx_file is not None:
@@ -138,8 +140,7 @@ def _onnx_model(path: Path, backend: str) -> OnnxModel | None:
 
 
 def torch_model(path: Path) -> Any:
-    """The PyTorch model in `path`, in eval mode on the GPU if there is one."""
-    import torch
+    """The PyTorch model in `path`, in eval mode, in fp32 on the CPU (as the exporter reads it)."""
     from transformers import AutoModelForSequenceClassification
 
     import pooling
@@ -157,7 +158,18 @@ def torch_model(path: Path) -> Any:
             f"tensors missing or of another shape, e.g. {sorted(unfitted)[0]}): the files "
             f"come from different models. {TRAIN_HINT[0].upper()}{TRAIN_HINT[1:]}."
         )
-    return model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
+    return model.eval()
+
+
+def on_gpu(model: Any) -> Any:
+    """`model` as served: on a GPU if there is one, in bf16 where the GPU has it, else fp16
+    (agreement with fp32: `benchmarks/inference.py`); on the CPU as it is."""
+    if not gpu.cuda():
+        return model
+    import torch
+
+    half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return model.to("cuda", dtype=half)
 
 
 def first_line(error: BaseException) -> str:

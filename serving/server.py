@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import classifier as infer
+from serving import gpu
 from serving.checks import MAX_REVIEW_CHARS
 from serving.guard import MAX_BODY, MAX_UPLOAD, Guard
 
@@ -202,7 +203,9 @@ def serve(demo: gr.Blocks, css: str, model_dir: Path, host: str, port: int) -> N
     """Load and warm the model (the first visitor is not the slow one), then serve."""
     start = time.perf_counter()
     try:
-        _locked_classify(infer.get_classifier(model_dir), ["A warm-up review."])
+        classifier = infer.get_classifier(model_dir)
+        if not gpu.zero_gpu():  # there the GPU comes only inside a handler's call
+            _locked_classify(classifier, ["A warm-up review."])
         log.info("Model %s/ ready in %.1f s", model_dir, time.perf_counter() - start)
     except infer.ModelNotFoundError as error:
         log.warning("Serving without a model: %s", error)
