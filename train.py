@@ -212,8 +212,8 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     imdb, splits, sources = build_splits(config, short_sets)
     for count in sources:
         logger.info(
-            "Extra data %s: %s rows, %s to training and %s to validation (%s dropped: they "
-            "are or lie inside validation, test or --short-data texts)",
+            "Extra data %s: %s rows, %s to training and %s to validation (%s dropped: they are "
+            "or lie inside validation, test or --short-data texts, or hold no word)",
             count["source"],
             *(f"{count[key]:,}" for key in ("rows", "train", "validation", "dropped")),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from conftest import make_frame, train_in_process
 
@@ -69,24 +70,27 @@ def test_rows_shared_with_validation_test_or_short_sets_are_dropped(data_dir):
         splits["validation"]["text"][0].upper(),  # a validation review, cased otherwise
         "the plot wasn't awful and the cast",  # inside a short set's text, 26 letters
         "wonderful truly",  # inside it too, but common words: kept
+        "1987",  # no word: SST-2 holds such phrases, and calibration refuses them
+        "(",
     ]
     extra = Dataset.from_dict({"text": texts, "label": [1] * len(texts)})
     merged, counts = sources.add_extra(splits, {"extra.csv": extra}, [short], seed=0)
     assert counts == [
-        {"source": "extra.csv", "rows": 44, "dropped": 3, "train": 39, "validation": 2}
+        {"source": "extra.csv", "rows": 46, "dropped": 5, "train": 39, "validation": 2}
     ]
     assert len(merged["train"]) == 40 + 39 and len(merged["validation"]) == 10 + 2
     added = set(merged["train"]["text"]) | set(merged["validation"]["text"])
-    assert added >= {*texts[:40], "wonderful truly"} and not added & set(texts[40:43])
+    assert added >= {*texts[:40], "wonderful truly"} and not added & {*texts[40:43], *texts[44:]}
     assert merged["test"] is splits["test"]
     # NAME:ROWS draws that many of the rows kept, the same ones for the same seed.
     _, (count,) = sources.add_extra(splits, {"extra.csv:20": extra}, [short], seed=0)
-    assert (count["train"], count["validation"], count["dropped"]) == (19, 1, 3)
+    assert (count["train"], count["validation"], count["dropped"]) == (19, 1, 5)
 
 
 def test_sources_and_kinds_of_review_are_reported(tmp_path, base_model, data_dir):
     parquet, jsonl = tmp_path / "critics.parquet", tmp_path / "phrases.jsonl"
-    make_frame(20, seed=7).to_parquet(parquet)
+    critics = make_frame(20, seed=7)
+    pd.concat([critics, pd.DataFrame({"text": ["10,000"], "label": [1]})]).to_parquet(parquet)
     rows = make_frame(30, seed=8).to_dict("records")
     jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
     short = tmp_path / "short"
@@ -101,7 +105,7 @@ def test_sources_and_kinds_of_review_are_reported(tmp_path, base_model, data_dir
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["config"]["extra_data"] == [str(parquet), f"{jsonl}:40"]
     assert metrics["data"]["extra"] == [
-        {"source": str(parquet), "rows": 40, "dropped": 0, "train": 38, "validation": 2},
+        {"source": str(parquet), "rows": 41, "dropped": 1, "train": 38, "validation": 2},
         {"source": str(jsonl), "rows": 60, "dropped": 0, "train": 38, "validation": 2},
     ]
     assert metrics["data"]["train"] == 120 + 38 + 38
@@ -112,7 +116,8 @@ def test_sources_and_kinds_of_review_are_reported(tmp_path, base_model, data_dir
     card = (output / "README.md").read_text()
     trained_on = (
         f"Trained on 120 reviews of `{data_dir.name}` and short texts: 38 of `critics.parquet` "
-        "(2 more held out for validation, 0 dropped as evaluation texts); 38 of `phrases.jsonl`"
+        "(2 more held out for validation, 1 dropped: evaluation texts, or no words); 38 of "
+        "`phrases.jsonl`"
     )
     assert trained_on in " ".join(results_section(card).split())  # the app's About tab
     right = round(kinds["negation"]["accuracy"] * 4)

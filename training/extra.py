@@ -24,7 +24,7 @@ from training.data import (
     make_splits,
     read_file,
 )
-from utils import clean_text
+from utils import clean_text, has_words
 
 # A share of each extra source held out of training: it joins the validation split, so the
 # best epoch and the calibration (temperature for short texts, unsure threshold) see sentences
@@ -95,10 +95,10 @@ def add_extra(
     splits: dict[str, Any], sources: dict[str, Any], held_out: list[str], seed: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`splits` with each extra source (by its `--extra-data` spec) shared out: rows equal to,
-    or inside, a validation, test or `held_out` text dropped; then ROWS of a `NAME:ROWS` spec
-    drawn at random; `EXTRA_VALIDATION_SHARE` of the rest added to the validation split and
-    the others to the training split, shuffled. Returns the splits and a row count per source
-    for metrics.json and the model card."""
+    or inside, a validation, test or `held_out` text dropped, and rows without a letter; then
+    ROWS of a `NAME:ROWS` spec drawn at random; `EXTRA_VALIDATION_SHARE` of the rest added to
+    the validation split and the others to the training split, shuffled. Returns the splits and
+    a row count per source for metrics.json and the model card."""
     from datasets import concatenate_datasets
 
     evaluation = [*splits["validation"]["text"], *splits["test"]["text"], *held_out]
@@ -107,7 +107,9 @@ def add_extra(
     train, validation, counts = [], [], []
     for spec, extra in sources.items():
         name, rows = parse_source(spec)
-        fresh = np.flatnonzero([not taken(text) for text in extra["text"]])
+        # A row without a letter ("1987", "(": SST-2 holds 7) teaches nothing and is refused
+        # by every reader of reviews, calibration included: dropped with the evaluation texts.
+        fresh = np.flatnonzero([has_words(text) and not taken(text) for text in extra["text"]])
         kept = fresh
         if rows is not None and rows < len(fresh):
             kept = rng.choice(fresh, size=rows, replace=False)
@@ -119,7 +121,7 @@ def add_extra(
             {
                 "source": name,
                 "rows": len(extra),
-                "dropped": len(extra) - len(fresh),  # equal to or inside an evaluation text
+                "dropped": len(extra) - len(fresh),  # an evaluation text, in one, or no words
                 "train": len(kept) - n_val,
                 "validation": n_val,
             }

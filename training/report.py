@@ -259,7 +259,8 @@ def trained_on(data: dict[str, Any]) -> str:
         return line + "."
     parts = [
         f"{source['train']:,} of `{display_name(source['source'])}` ({source['validation']:,} "
-        f"more held out for validation, {source['dropped']:,} dropped as evaluation texts)"
+        f"more held out for validation, {source['dropped']:,} dropped: evaluation texts, or "
+        "no words)"
         for source in extra
     ]
     return f"{line} and short texts: {'; '.join(parts)}."

@@ -1,0 +1,55 @@
+"""The slim serving install (`requirements-serve.txt`): the app starts and answers from a venv
+without torch. CI builds that venv and names its Python in SERVE_PYTHON (`.ci/run`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+from conftest import ROOT
+
+SERVE_PYTHON = os.environ.get("SERVE_PYTHON")
+pytestmark = pytest.mark.skipif(
+    not SERVE_PYTHON,
+    reason="set SERVE_PYTHON to the Python of a venv made from requirements-serve.txt",
+)
+
+
+def test_the_app_serves_from_the_slim_install(model_dir, tmp_path):
+    python = str(SERVE_PYTHON)
+    missing = subprocess.run([python, "-c", "import torch"], capture_output=True)
+    assert missing.returncode != 0, "the serving venv should not hold torch"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = os.environ | {
+        "MODEL_DIR": str(model_dir),
+        "GRADIO_SERVER_PORT": str(port),
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    log = open(tmp_path / "app.log", "w")  # noqa: SIM115 (closed below, after the process)
+    app = subprocess.Popen([python, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("no answer in 120 s: " + (tmp_path / "app.log").read_text()[-2000:])
+        answer = httpx.post(f"{url}/api/v1/predict", json={"texts": ["great wonderful film"]})
+        assert answer.status_code == 200
+        (prediction,) = answer.json()["predictions"]
+        assert prediction["label"] in ("NEGATIVE", "POSITIVE")
+        assert httpx.get(url, timeout=10).status_code == 200  # the page itself
+    finally:
+        app.terminate()
+        app.wait(20)
+        log.close()
