@@ -1,0 +1,19 @@
+# The app on the slim serving install (requirements-serve.txt: ONNX Runtime, no torch), after
+# the Spaces Docker conventions: a user with uid 1000, port 7860, `python app.py`. Docker does
+# not run on this project's machines, so this file is kept small and standard; build it where
+# Docker runs:
+#   docker build -t movie-sentiment .
+#   docker run -p 7860:7860 -v "$PWD/model:/home/user/app/model:ro" movie-sentiment
+#   docker run -p 7860:7860 -e MODEL_ID=you/movie-sentiment movie-sentiment   # from the Hub
+FROM python:3.11-slim
+RUN useradd --create-home --uid 1000 user
+USER user
+ENV HOME=/home/user PATH=/home/user/.local/bin:$PATH PYTHONUNBUFFERED=1 \
+    GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=7860
+WORKDIR /home/user/app
+COPY --chown=user requirements-serve.txt .
+RUN pip install --no-cache-dir --user -r requirements-serve.txt
+COPY --chown=user app.py infer.py utils.py pooling.py ./
+COPY --chown=user serving/ serving/
+EXPOSE 7860
+CMD ["python", "app.py"]
