@@ -12,7 +12,9 @@ process (so peak memory is its own) with every core this process may use:
   ONNX Runtime fp32 (fused), ONNX Runtime INT8 (fused: what `infer` serves without AMX),
   OpenVINO bfloat16 on the fused fp32 graph (what it serves with AMX);
 - ours at the default reading (`sliding`, the whole review): PyTorch fp32, ONNX Runtime INT8
-  and OpenVINO bfloat16.
+  and OpenVINO bfloat16;
+- on a CUDA GPU also: the pipeline in fp32 on the GPU (the GPU rows' baseline) and what `infer`
+  serves there, PyTorch in bf16 (fp16 on GPUs without it), at both readings.
 
 For each: reviews/s over the whole list, p50 and p95 latency of one review of about 20 and
 about 400 words (30 calls each, after 3 to warm up), peak resident memory, accuracy, and
@@ -51,6 +53,11 @@ PATHS = {  # name: (reading, what runs the model)
     "sliding: onnx int8 (served without AMX)": ("sliding", "onnxruntime"),
     "sliding: openvino bf16 (served with AMX)": ("sliding", "openvino-bf16"),
 }
+GPU_PATHS = {  # on a CUDA GPU, against the pipeline on the same GPU
+    "gpu: pipeline fp32": ("head", "pipeline-cuda"),
+    "gpu: torch half (served)": ("head", "cuda-half"),
+    "sliding: gpu: torch half (served)": ("sliding", "cuda-half"),
+}
 REPEATS, WARMUP = 30, 3
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -77,6 +84,10 @@ def classifier_for(model_dir: Path, reading: str, runner: str, scratch: Path) ->
     from training.export import export_onnx, fuse
 
     classifier = infer.load(model_dir, truncation=reading, backend="torch")
+    if runner == "cuda-half":
+        return classifier  # as infer serves on a GPU (serving/gpu.py)
+    # The CPU paths in fp32 on the CPU, also on a machine with a GPU.
+    classifier = dataclasses.replace(classifier, model=classifier.model.float().to("cpu"))
     if runner in RUNTIMES:  # as infer serves the folder's file on a CPU with AMX, or without
         return dataclasses.replace(classifier, model=OnnxModel(model_dir / ONNX_FILE, runner))
     if runner == "torch-int8":
@@ -96,15 +107,17 @@ def classifier_for(model_dir: Path, reading: str, runner: str, scratch: Path) ->
 def measure(model_dir: Path, name: str, data_dir: str, n: int) -> dict[str, Any]:
     """One path's figures; runs in a child process of its own."""
     texts, _ = reviews(data_dir, n)
-    reading, runner = PATHS[name]
+    reading, runner = (PATHS | GPU_PATHS)[name]
     with tempfile.TemporaryDirectory() as scratch:
-        if runner == "pipeline":
+        if runner in ("pipeline", "pipeline-cuda"):
             from transformers import pipeline
 
             import infer
 
             plain = infer.load(model_dir, backend="torch")
-            pipe = pipeline("text-classification", model=plain.model, tokenizer=plain.tokenizer)
+            device = "cuda" if runner == "pipeline-cuda" else "cpu"
+            model = plain.model.float().to(device)
+            pipe = pipeline("text-classification", model=model, tokenizer=plain.tokenizer)
             label_of = {label: i for i, label in enumerate(plain.labels)}
 
             def run(batch: list[str]) -> list[int]:
@@ -163,7 +176,7 @@ def median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]], gold: list[int]) -> str:
-    base = next(r for r in rows if r["path"] == "pipeline")
+    pipelines = {r["path"]: r for r in rows if "pipeline" in r["path"]}
     fp32 = {r["reading"]: r["labels"] for r in rows if r["path"].endswith("torch fp32")}
     lines = [
         "| path | reading | reviews/s | vs pipeline | p50 / p95, ~20 words | vs pipeline "
@@ -171,6 +184,7 @@ def table(rows: list[dict[str, Any]], gold: list[int]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
+        base = pipelines["gpu: pipeline fp32" if "gpu" in r["path"] else "pipeline"]
         short, long = r["latency"]["20"], r["latency"]["400"]
         base_short, base_long = base["latency"]["20"], base["latency"]["400"]
         accuracy = np.mean(np.asarray(r["labels"]) == np.asarray(gold))
@@ -192,13 +206,22 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=Path("model"))
     parser.add_argument("--data", default="stanfordnlp/imdb")
     parser.add_argument("--reviews", type=int, default=1000)
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=[*PATHS, *GPU_PATHS],
+        help="default: every CPU path, and the GPU paths when PyTorch sees a CUDA GPU",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="runs of each path, in turns")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.model_dir, args.child, args.data, args.reviews)))
         return 0
+    if args.paths is None:
+        import torch
+
+        args.paths = [*PATHS, *(GPU_PATHS if torch.cuda.is_available() else ())]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.paths}
     for round_ in range(1, args.rounds + 1):
         for name in args.paths:
