@@ -17,6 +17,9 @@ reviews: hours on a CPU) run only when `--cells` names them.
 
 Each cell is `main.py` as shipped with some of its flags changed. Cells of earlier recipes,
 whose settings the library no longer has, are in `results/history/` (benchmarks/README.md).
+
+About 470 lines, past the usual 350, kept as one file: the protocol's cells, one cell's run,
+and the CSV, table and plot it keeps are one script a reader follows top to bottom.
 """
 
 from __future__ import annotations

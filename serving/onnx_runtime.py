@@ -61,8 +61,9 @@ def threads() -> int:
     when OMP_NUM_THREADS says so: Ray sets it to each actor's CPUs, so actors sharing a
     machine do not each take all of it."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
     given = os.environ.get("OMP_NUM_THREADS", "")
-    return max(1, min(cores or 1, int(given) if given.isdigit() and int(given) > 0 else cores or 1))
+    return min(cores, int(given)) if given.isdigit() and int(given) > 0 else cores
 
 
 class OnnxLoadError(RuntimeError):

@@ -20,6 +20,7 @@ from typing import Any
 from serving.stream import (
     CHUNK_ROWS,
     StreamError,
+    check_column,
     check_paths,
     join_parts,
     parts_dir,
@@ -96,12 +97,7 @@ def score_file_ray(
             return labelled(self.classifier, batch, column)
 
     dataset = read_dataset(source)
-    names = dataset.schema().names
-    if column not in names:
-        raise StreamError(
-            f"--input {source} has no column '{column}' (it has {', '.join(names[:8])}): pass "
-            "the reviews' column with --column NAME."
-        )
+    check_column(source, column, dataset.schema().names)
     labelled_rows = dataset.map_batches(
         Labeller,
         batch_format="pandas",

@@ -51,6 +51,15 @@ def check_paths(source: Path, output: Path) -> None:
         raise StreamError("--output must differ from --input: the input is read to the end.")
 
 
+def check_column(source: Path, column: str, names: list[Any]) -> None:
+    """StreamError naming the columns there are when the reviews' `column` is not one."""
+    if column not in names:
+        raise StreamError(
+            f"--input {source} has no column '{column}' (it has "
+            f"{', '.join(map(str, names[:8]))}): pass the reviews' column with --column NAME."
+        )
+
+
 def read_chunks(source: Path, column: str, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """The input in frames of at most `rows` rows, every column as text, checked for `column`."""
     suffix = source.suffix.lower()
@@ -68,12 +77,7 @@ def read_chunks(source: Path, column: str, rows: int = CHUNK_ROWS) -> Iterator[p
         )
     try:
         for chunk in chunks:
-            if column not in chunk.columns:
-                names = ", ".join(map(str, chunk.columns[:8]))
-                raise StreamError(
-                    f"--input {source} has no column '{column}' (it has {names}): pass the "
-                    "reviews' column with --column NAME."
-                )
+            check_column(source, column, list(chunk.columns))
             yield chunk
     except (ValueError, pd.errors.ParserError) as error:
         if isinstance(error, StreamError):
