@@ -243,6 +243,7 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         splits["validation"],
         config.seed,
         short_reviews(imdb, splits),
+        sources,
     )
     test, rows = test_split(classifier, splits["test"])
     short = {name: test_split(classifier, split, name)[0] for name, split in short_sets.items()}

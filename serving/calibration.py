@@ -21,6 +21,7 @@ in several windows need a lower one (2.3 against 3.5): 0.024.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -101,46 +102,68 @@ def fit_temperature(logits: np.ndarray, owner: Sequence[int], labels: Sequence[i
 
 
 def unsure_threshold(
-    probs: np.ndarray, labels: Sequence[int], target: float = TARGET_ACCURACY
+    probs: np.ndarray,
+    labels: Sequence[int],
+    target: float = TARGET_ACCURACY,
+    weights: Sequence[float] | None = None,
 ) -> float:
     """The lowest top probability, on a grid of 0.01, at or above which the answers were right
-    at least `target` of the time; 0.5 (never unsure) when all of them already are."""
+    at least `target` of the time, each answer counted with its weight (all 1 by default);
+    0.5 (never unsure) when all of them already are."""
     top, correct = probs.max(axis=1), predicted_ids(probs[:, 1]) == np.asarray(labels)
+    weights = np.ones(len(top)) if weights is None else np.asarray(weights, dtype=float)
     for percent in range(50, 100):
         answered = top >= percent / 100
-        if answered.any() and correct[answered].mean() >= target:
+        if answered.any() and np.average(correct[answered], weights=weights[answered]) >= target:
             return percent / 100
     return 0.99
 
 
-def fit(classifier: Any, texts: list[str], labels: list[int]) -> tuple[Calibration, dict[str, Any]]:
+def group_weights(groups: Sequence[str]) -> np.ndarray:
+    """One weight per text so that each group of texts weighs the same in total.
+
+    >>> group_weights(["review", "phrase", "phrase", "phrase"]).round(3)
+    array([0.5  , 0.167, 0.167, 0.167])
+    """
+    names, index, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    return 1 / (len(names) * counts[index])
+
+
+def fit(
+    classifier: Any, texts: list[str], labels: list[int], groups: Sequence[str] | None = None
+) -> tuple[Calibration, dict[str, Any]]:
     """The Calibration of `classifier` (anything with `window_logits`, as `infer.Classifier`)
     fitted on (`texts`, `labels`), and what the fit saw: one temperature for the texts of at
     most `short_tokens` tokens, one for the longer read in one window, one for those read in
-    several."""
+    several. `groups` names the kind of each text (whole reviews, snippets, each extra source):
+    each kind weighs the same in the unsure threshold, so 2,700 easy phrases cannot set the
+    band for every review (measured: benchmarks/README.md, "Typed reviews")."""
     logits, encoded = classifier.window_logits(texts, 32)
     owner, labels = np.asarray(encoded["review"]), np.asarray(labels)
+    groups = ["texts"] * len(texts) if groups is None else list(groups)
     short = np.asarray(encoded["tokens"]) <= Calibration.short_tokens
     several = (np.bincount(owner, minlength=len(texts)) > 1) & ~short  # short comes first
-    groups = {
+    kinds = {
         "temperature": ~short & ~several,
         "windows_temperature": several,
         "short_temperature": short,
     }
     temperatures: dict[str, float] = {}
-    for name, group in groups.items():
-        if group.sum() < 2:  # nothing to fit on: as trained, or as the one-window reviews
+    for name, kind in kinds.items():
+        if kind.sum() < 2:  # nothing to fit on: as trained, or as the one-window reviews
             temperatures[name] = temperatures.get("temperature", 1.0)
             continue
-        texts_in = np.flatnonzero(group)
+        texts_in = np.flatnonzero(kind)
         windows = np.isin(owner, texts_in)
         renumbered = np.searchsorted(texts_in, owner[windows])
-        temperatures[name] = round(fit_temperature(logits[windows], renumbered, labels[group]), 4)
+        temperatures[name] = round(fit_temperature(logits[windows], renumbered, labels[kind]), 4)
     tempered = Calibration(**temperatures)
     probs = served_probabilities(logits, owner, tempered.temperatures(encoded))
-    calibration = replace(tempered, unsure_below=unsure_threshold(probs, labels))
+    threshold = unsure_threshold(probs, labels, weights=group_weights(groups))
+    calibration = replace(tempered, unsure_below=threshold)
     return calibration, {
         "texts": len(texts),
+        "groups": dict(Counter(groups)),
         "short_texts": int(short.sum()),
         "several_windows": int(several.sum()),
         "target_accuracy": TARGET_ACCURACY,

@@ -121,7 +121,7 @@ def test_the_card_gives_the_accuracy_on_held_out_short_reviews(model_dir, data_d
     assert report["calibration"]["short_reviews_accuracy"] == pytest.approx(right)
     # The figure is counted, not assumed: the same reviews with their labels flipped score 1 - it.
     flipped = {"text": short["text"], "label": [1 - label for label in short["label"]]}
-    _, fit = scoring.calibrated(classifier, splits["validation"], config.seed, flipped)
+    _, fit = scoring.calibrated(classifier, splits["validation"], config.seed, flipped, [])
     assert fit["short_reviews_accuracy"] == pytest.approx(1 - right)
     card = (model_dir / "README.md").read_text()
     assert "On the 68 IMDB reviews of at most 64 tokens" in card
@@ -146,6 +146,20 @@ def test_the_unsure_threshold_is_the_lowest_that_keeps_answers_right_as_targeted
     labels = [1 if ok else 0 for ok in correct]
     assert calibrate.unsure_threshold(probs, labels, target=0.88) == 0.61
     assert calibrate.unsure_threshold(probs[:8], labels[:8]) == 0.5  # all right: never unsure
+
+
+def test_many_easy_texts_of_one_kind_cannot_set_the_band_for_the_others():
+    # 1,000 sure and right phrases beside 19 reviews, the 0.6 ones a coin toss: pooled, the
+    # phrases hide the coin toss (never unsure); each kind weighing the same, 0.6 is unsure.
+    top = np.array([0.99] * 1000 + [0.95] * 8 + [0.75] * 1 + [0.6] * 10)
+    correct = [True] * 1008 + [False] + [True, False] * 5
+    probs = np.stack([1 - top, top], axis=1)
+    labels = [1 if ok else 0 for ok in correct]
+    groups = ["phrases"] * 1000 + ["reviews"] * 19
+    assert calibrate.unsure_threshold(probs, labels) == 0.5
+    weights = calibrate.group_weights(groups)
+    assert weights[:1000].sum() == pytest.approx(weights[1000:].sum()) == pytest.approx(0.5)
+    assert calibrate.unsure_threshold(probs, labels, weights=weights) == 0.61
 
 
 def test_ece_matches_a_hand_count():

@@ -82,6 +82,11 @@ def test_rows_shared_with_validation_test_or_short_sets_are_dropped(data_dir):
     added = set(merged["train"]["text"]) | set(merged["validation"]["text"])
     assert added >= {*texts[:40], "wonderful truly"} and not added & {*texts[40:43], *texts[44:]}
     assert merged["test"] is splits["test"]
+    # Calibration weighs each source alike, so it needs to know which validation row is whose.
+    rows = sources.validation_sources(merged["validation"], counts)
+    assert rows == ["imdb"] * 10 + ["extra.csv"] * 2
+    assert set(merged["validation"]["text"][10:]) <= set(texts[:40])
+    assert merged["validation"]["text"][:10] == splits["validation"]["text"]
     # NAME:ROWS draws that many of the rows kept, the same ones for the same seed.
     _, (count,) = sources.add_extra(splits, {"extra.csv:20": extra}, [short], seed=0)
     assert (count["train"], count["validation"], count["dropped"]) == (19, 1, 5)
@@ -113,7 +118,11 @@ def test_sources_and_kinds_of_review_are_reported(tmp_path, base_model, data_dir
     assert {kind: m["reviews"] for kind, m in kinds.items()} == {
         "plain": 4, "negation": 4, "contrast": 4,
     }  # fmt: skip
+    groups = metrics["calibration"]["groups"]
+    assert groups[str(parquet)] == groups[str(jsonl)] == 2  # their validation rows
+    assert groups["IMDB reviews"] == metrics["data"]["validation"] - 4 and groups["IMDB snippets"]
     card = (output / "README.md").read_text()
+    assert "and 4 texts of the extra data)" in card
     trained_on = (
         f"Trained on 120 reviews of `{data_dir.name}` and short texts: 38 of `critics.parquet` "
         "(2 more held out for validation, 1 dropped: evaluation texts, or no words); 38 of "

@@ -137,6 +137,13 @@ def add_extra(
     }, counts
 
 
+def validation_sources(validation: Any, counts: list[dict[str, Any]]) -> list[str]:
+    """The source of each row of the validation split `add_extra` returned, as `counts` names
+    them: IMDB's own rows come first ("imdb"), then each extra source's, in order."""
+    extra = [count["source"] for count in counts for _ in range(count["validation"])]
+    return ["imdb"] * (len(validation) - len(extra)) + extra
+
+
 class _Overlap:
     """Whether a text equals an evaluation text, or is a span of 20 letters or more of a short
     one, compared by lowercased words with treebank spacing joined (`clean_text`)."""

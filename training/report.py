@@ -276,10 +276,10 @@ def calibration_section(report: dict[str, Any]) -> str:
         f"{fit.get('windows_temperature') or fit['temperature']:.2f} for reviews read in "
         f"several windows and of {fit['short_temperature']:.2f} for texts of at most "
         f"{fit['short_tokens']} tokens, fitted on {fit['texts']:,} held-out training texts "
-        f"(the validation reviews, a snippet of each and {fit.get('short_reviews', 0):,} short "
-        f"reviews). Below {fit['unsure_below']:.0%} confidence a review reads as mixed "
-        f"or unclear: the answers above it were right {fit['target_accuracy']:.0%} of the time "
-        "there.",
+        f"(the validation reviews, a snippet of each, {fit.get('short_reviews', 0):,} short "
+        f"reviews{extra_rows(fit)}). Below {fit['unsure_below']:.0%} confidence a review reads "
+        f"as mixed or unclear: the answers above it were right {fit['target_accuracy']:.0%} of "
+        "the time there, each kind of text weighing the same.",
         "",
         *short_reviews_line(fit),
         "| test set | reviews | accuracy | ECE before → after | Brier before → after "
@@ -295,6 +295,13 @@ def calibration_section(report: dict[str, Any]) -> str:
             f"| {metrics['accuracy_answered']:.1%} |"
         )
     return "\n".join(lines + kinds_table(report["short"]))
+
+
+def extra_rows(fit: dict[str, Any]) -> str:
+    """The card's words for the --extra-data rows calibration saw, if any."""
+    own = {"IMDB reviews", "IMDB snippets", "short IMDB reviews"}
+    rows = sum(n for group, n in fit.get("groups", {}).items() if group not in own)
+    return f" and {rows:,} texts of the extra data" if rows else ""
 
 
 def kinds_table(short: dict[str, Any]) -> list[str]:

@@ -43,9 +43,9 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
     saved = json.loads((model_dir / "metrics.json").read_text())
     config = saved_config(saved["config"], f"{model_dir}/", data=data, test_subset=test_subset)
     short_sets = load_short_sets(config.short_data) if config.short_data else {}
-    imdb, splits, _ = build_splits(config, short_sets)
+    imdb, splits, sources = build_splits(config, short_sets)
     classifier, calibration = calibrated(
-        classifier, splits["validation"], config.seed, short_reviews(imdb, splits)
+        classifier, splits["validation"], config.seed, short_reviews(imdb, splits), sources
     )
     test, rows = test_split(classifier, splits["test"])
     short = {name: test_split(classifier, split, name)[0] for name, split in short_sets.items()}

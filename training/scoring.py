@@ -18,6 +18,7 @@ import numpy as np
 from serving import calibration as calibration_file
 from serving.calibration import Calibration, served_probabilities
 from training.data import snippets
+from training.extra import validation_sources
 from utils import encode, predicted_ids
 
 logger = logging.getLogger(__name__)
@@ -96,25 +97,41 @@ def answered(right: np.ndarray, unsure: np.ndarray) -> dict[str, Any]:
     }
 
 
-def calibration_data(split: Any, seed: int, short: dict[str, list]) -> tuple[list[str], list[int]]:
-    """What calibration is fitted on, all held out from training: the reviews of `split`, one
-    snippet of each (`data.snippets`), since visitors type a line or two, and the `short`
-    reviews (`{"text": [...], "label": [...]}`), with their labels. Never the test split."""
-    extra = snippets(split["text"], split["label"], 1, seed)
+def calibration_data(
+    split: Any, seed: int, short: dict[str, list], sources: list[dict[str, Any]]
+) -> tuple[list[str], list[int], list[str]]:
+    """What calibration is fitted on, all held out from training, with the kind of each text:
+    the IMDB reviews of `split`, one snippet of each (`data.snippets`), since visitors type a
+    line or two, the `short` reviews (`{"text": [...], "label": [...]}`) and the rows of each
+    extra source (`sources`: `extra.add_extra`'s counts). Never the test split."""
+    rows = validation_sources(split, sources)
+    imdb = [i for i, source in enumerate(rows) if source == "imdb"]
+    reviews = {key: [split[key][i] for i in imdb] for key in ("text", "label")}
+    extra = snippets(reviews["text"], reviews["label"], 1, seed)
     texts = list(split["text"]) + extra["text"] + list(short["text"])
-    return texts, list(split["label"]) + extra["label"] + list(short["label"])
+    labels = list(split["label"]) + extra["label"] + list(short["label"])
+    kinds = {"imdb": "IMDB reviews"}
+    groups = [kinds.get(source, source) for source in rows]
+    groups += ["IMDB snippets"] * len(extra["text"]) + ["short IMDB reviews"] * len(short["text"])
+    return texts, labels, groups
 
 
 def calibrated(
-    classifier: Any, validation: Any, seed: int, short: dict[str, list]
+    classifier: Any,
+    validation: Any,
+    seed: int,
+    short: dict[str, list],
+    sources: list[dict[str, Any]],
 ) -> tuple[Any, dict[str, Any]]:
-    """`classifier` with its calibration fitted on the validation reviews, a snippet of each
-    and the held-out `short` reviews (`data.short_reviews`) of at most 64 tokens
+    """`classifier` with its calibration fitted on the validation split (its IMDB reviews, a
+    snippet of each, each extra source's rows: `sources`, `extra.add_extra`'s counts) and the
+    held-out `short` reviews (`data.short_reviews`) of at most 64 tokens
     (`serving/calibration.py`), and a summary of the fit for metrics.json."""
     tokens = encode(classifier.tokenizer, short["text"])["tokens"] if short["text"] else []
     keep = [i for i, n in enumerate(tokens) if n <= Calibration.short_tokens]
     short = {key: [short[key][i] for i in keep] for key in ("text", "label")}
-    calibration, fit = calibration_file.fit(classifier, *calibration_data(validation, seed, short))
+    data = calibration_data(validation, seed, short, sources)
+    calibration, fit = calibration_file.fit(classifier, *data)
     classifier = replace(classifier, calibration=calibration)
     fit["short_reviews"] = len(keep)
     # What the card can say of the texts visitors type: temperatures never change a label, so
@@ -128,7 +145,7 @@ def calibrated(
     logger.info(
         "Calibrated on %d held-out texts (%d of them short reviews): temperature %.2f (%.2f "
         "for reviews read in several windows, %.2f for texts of at most %d tokens), unsure "
-        "below %.0f%% (%.0f%% of them)",
+        "below %.0f%% (%.0f%% of them; each of its %d kinds of text weighs the same)",
         fit["texts"],
         fit["short_reviews"],
         calibration.temperature,
@@ -137,5 +154,6 @@ def calibrated(
         calibration.short_tokens,
         100 * calibration.unsure_below,
         100 * fit["unsure_share"],
+        len(fit["groups"]),
     )
     return classifier, asdict(calibration) | fit
