@@ -18,6 +18,7 @@ from serving import calibration as calibration_file
 from serving import gpu
 from serving.calibration import CALIBRATION_FILE, Calibration
 from serving.onnx_runtime import OnnxLoadError, OnnxModel, fresh_onnx
+from serving.tokenizer import TOKENIZER_FILE, FolderTokenizer
 from utils import RESULTS_HEADING
 
 # `auto`: the folder's ONNX model when it is there and fresh (INT8, or bfloat16 on a CPU with
@@ -111,8 +112,12 @@ def labels_and_reading(path: Path, config: dict[str, Any]) -> tuple[tuple[str, .
 
 
 def _tokenizer(path: Path) -> Any:
-    """The folder's tokenizer, of the class its tokenizer_config.json names. AutoTokenizer
-    would read config.json first, whose model type is ours, and ask about remote code."""
+    """The folder's tokenizer: from its tokenizer.json with `tokenizers` alone (what serving
+    installs), else of the class its tokenizer_config.json names, with transformers.
+    AutoTokenizer would read config.json first, whose model type is ours, and ask about
+    remote code."""
+    if (path / TOKENIZER_FILE).is_file():
+        return FolderTokenizer.from_folder(path)
     import transformers
 
     name = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")

@@ -105,3 +105,16 @@ def test_the_speed_table_gives_each_path_its_median_over_rounds(model_dir, data_
     lines = inference.table([row, measured["torch fp32"]], gold).splitlines()
     assert lines[2].startswith(f"| pipeline | head | {row['reviews_per_s']:.1f} | 1.00x |")
     assert "| 950 |" in lines[2] and lines[3].endswith("| 100.00% |")
+
+
+def test_the_scale_table_scores_every_row_on_each_path(model_dir, data_dir, tmp_path):
+    from benchmarks import scale
+
+    out = tmp_path / "scale.json"
+    assert scale.main(
+        ["--model-dir", str(model_dir), "--data", str(data_dir), "--rows", "250",
+         "--paths", "list", "stream", "--out", str(out)]
+    ) == 0  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert [(row["path"], row["rows"]) for row in rows] == [("list", 250), ("stream", 250)]
+    assert all(row["rows_per_second"] > 0 and row["peak_mb"] > 50 for row in rows)

@@ -52,6 +52,39 @@ def test_long_review_is_cut_to_the_saved_max_length(classifier):
     assert scores == pytest.approx(head, abs=1e-6)
 
 
+def test_serving_reads_the_tokens_training_reads(classifier, model_dir):
+    # Serving reads tokenizer.json with `tokenizers` alone (the slim install has no
+    # transformers); training tokenizes with transformers. Both must give the same ids.
+    import transformers
+
+    from serving.tokenizer import FolderTokenizer
+
+    assert isinstance(classifier.tokenizer, FolderTokenizer)
+    name = json.loads((model_dir / "tokenizer_config.json").read_text())["tokenizer_class"]
+    trained = getattr(transformers, name).from_pretrained(model_dir, local_files_only=True)
+    texts = [
+        "A great film.",
+        "awful [CLS] plot [SEP] typed [PAD] [MASK]",  # typed markers are text
+        "Café naïve — “quoted” 😀 don't\tstop\nnow",
+        "",
+        "日本語のレビュー",
+        "great wonderful " * 400,  # past any window: encode cuts, the tokenizer does not
+    ]
+    for strategy in ("sliding", "head+tail"):
+        assert encode(classifier.tokenizer, texts, strategy) == encode(trained, texts, strategy)
+    for text in texts:
+        ours = classifier.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        theirs = trained(
+            text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True
+        )
+        assert ours["input_ids"] == theirs["input_ids"]
+        assert ours["offset_mapping"] == [tuple(pair) for pair in theirs["offset_mapping"]]
+    special = ("model_max_length", "cls_token_id", "sep_token_id", "pad_token_id")
+    assert [getattr(classifier.tokenizer, name) for name in special] == [
+        getattr(trained, name) for name in special
+    ]
+
+
 def test_a_paste_past_the_length_cap_is_refused(classifier):
     with pytest.raises(ValueError, match="57,000,000 characters long, over the limit of 100,000"):
         classifier.predict(["the film was great " * 3_000_000])  # 57 MB
@@ -65,9 +98,13 @@ def probabilities(classifier, ids_list):
     """P(labels) from the model itself for explicit windows of token ids, averaged."""
     import torch
 
-    batch = classifier.tokenizer.pad({"input_ids": ids_list}, return_tensors="pt")
+    width = max(map(len, ids_list))
+    pad = classifier.tokenizer.pad_token_id
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in ids_list])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in ids_list])
     with torch.inference_mode():
-        probs = classifier.model(**batch).logits.double().softmax(-1).mean(0).tolist()
+        logits = classifier.model(input_ids=input_ids, attention_mask=mask).logits
+    probs = logits.double().softmax(-1).mean(0).tolist()
     return dict(zip(classifier.labels, probs, strict=True))
 
 

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.skipif(
 
 def test_the_app_serves_from_the_slim_install(model_dir, tmp_path):
     python = str(SERVE_PYTHON)
-    missing = subprocess.run([python, "-c", "import torch"], capture_output=True)
-    assert missing.returncode != 0, "the serving venv should not hold torch"
+    for package in ("torch", "transformers"):
+        missing = subprocess.run([python, "-c", f"import {package}"], capture_output=True)
+        assert missing.returncode != 0, f"the serving venv should not hold {package}"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
