@@ -110,14 +110,18 @@ def measure(model_dir: Path, name: str, data_dir: str, n: int) -> dict[str, Any]
     reading, runner = (PATHS | GPU_PATHS)[name]
     with tempfile.TemporaryDirectory() as scratch:
         if runner in ("pipeline", "pipeline-cuda"):
-            from transformers import pipeline
+            import transformers
 
             import infer
 
             plain = infer.load(model_dir, backend="torch")
             device = "cuda" if runner == "pipeline-cuda" else "cpu"
             model = plain.model.float().to(device)
-            pipe = pipeline("text-classification", model=model, tokenizer=plain.tokenizer)
+            # The pipeline takes transformers' own tokenizer (serving reads tokenizer.json alone).
+            settings = json.loads((model_dir / "tokenizer_config.json").read_text())
+            tokenizer_class = getattr(transformers, settings["tokenizer_class"])
+            tokenizer = tokenizer_class.from_pretrained(model_dir)
+            pipe = transformers.pipeline("text-classification", model=model, tokenizer=tokenizer)
             label_of = {label: i for i, label in enumerate(plain.labels)}
 
             def run(batch: list[str]) -> list[int]:
