@@ -127,17 +127,20 @@ def plot_comparison(rows: list[dict[str, Any]], shorts: list[str], path: Path) -
     names = [r["recipe"] for r in rows]
     x, width = np.arange(len(rows)), 0.8 / len(keys)
     fig, (bars, time) = plt.subplots(
-        1, 2, figsize=(10, 4.2), dpi=120, gridspec_kw={"width_ratios": [3, 1]}
+        1, 2, figsize=(11, 5), dpi=120, gridspec_kw={"width_ratios": [3, 1]}
     )
     for i, key in enumerate(keys):
         values = [100 * r[key] for r in rows]
         bars.bar(x + (i - (len(keys) - 1) / 2) * width, values, width, label=key.replace("_", " "))
     low = min(100 * r[key] for r in rows for key in keys)
     bars.set(xticks=x, xticklabels=names, ylabel="%", ylim=(max(0, low - 5), 100))
-    bars.legend(fontsize=7, loc="lower right")
+    # Below the panel: inside it, the legend would hide the bars of the last recipes.
+    bars.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     bars.set_title("Recipes on the same data (best by validation F1 first)")
-    time.bar(x, [r["train_minutes"] for r in rows], color="gray")
-    time.set(xticks=x, xticklabels=names, ylabel="minutes", title="Training time")
+    # Horizontal, so the recipes' names never overlap however long they are.
+    time.barh(x, [r["train_minutes"] for r in rows], color="gray")
+    time.set(yticks=x, yticklabels=names, xlabel="minutes", title="Training time")
+    time.invert_yaxis()  # the same order as the bars, top to bottom
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

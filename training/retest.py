@@ -60,7 +60,12 @@ def retest(model_dir: Path, data: str | None = None, test_subset: int | None = N
         "short": short,
         "test_truncated_share": truncated_share(rows["tokens"], classifier.max_length),
         "data": saved["data"]
-        | {"source": config.data, "test": len(splits["test"]), "sha256": hashes},
+        | {
+            "source": config.data,
+            "extra": sources,  # as rebuilt: folders published before --extra-data lack it
+            "test": len(splits["test"]),
+            "sha256": hashes,
+        },
         "config": as_saved(config),
     }
 
