@@ -1,5 +1,5 @@
-# The app on the slim serving install (requirements-serve.txt: ONNX Runtime, no torch), after
-# the Spaces Docker conventions: a user with uid 1000, port 7860, `python app.py`. Docker does
+# The app on the slim serving install (requirements-serve.txt: ONNX Runtime, no torch or
+# transformers), after the Spaces Docker conventions: a user with uid 1000, port 7860, `python app.py`. Docker does
 # not run on this project's machines, so this file is kept small and standard; build it where
 # Docker runs:
 #   docker build -t movie-sentiment .
