@@ -170,6 +170,11 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
     tokenizer, model = load_base(config)
     if config.train_layers:
         freeze_below(model, config.train_layers)
+    # A mean-pooled head never reads BERT's pooler: its weights get no gradient, which
+    # torchrun's DDP refuses (ddp_find_unused_parameters=False). Frozen, they are left out.
+    pooler = getattr(getattr(model, "encoder", None), "pooler", None)
+    if config.pooling == "mean" and pooler is not None:
+        pooler.requires_grad_(False)
     if config.head_init == "probe":
         classifier_layer(model)  # a head the probe cannot fit stops the run now, not at epoch 0
     processes = process_rank()[1]
