@@ -113,14 +113,13 @@ def measure(model_dir: Path, name: str, data_dir: str, n: int) -> dict[str, Any]
             import transformers
 
             import infer
+            from serving.model_folder import transformers_tokenizer
 
             plain = infer.load(model_dir, backend="torch")
             device = "cuda" if runner == "pipeline-cuda" else "cpu"
             model = plain.model.float().to(device)
             # The pipeline takes transformers' own tokenizer (serving reads tokenizer.json alone).
-            settings = json.loads((model_dir / "tokenizer_config.json").read_text())
-            tokenizer_class = getattr(transformers, settings["tokenizer_class"])
-            tokenizer = tokenizer_class.from_pretrained(model_dir)
+            tokenizer = transformers_tokenizer(model_dir)
             pipe = transformers.pipeline("text-classification", model=model, tokenizer=tokenizer)
             label_of = {label: i for i, label in enumerate(plain.labels)}
 

@@ -113,11 +113,16 @@ def labels_and_reading(path: Path, config: dict[str, Any]) -> tuple[tuple[str, .
 
 def _tokenizer(path: Path) -> Any:
     """The folder's tokenizer: from its tokenizer.json with `tokenizers` alone (what serving
-    installs), else of the class its tokenizer_config.json names, with transformers.
-    AutoTokenizer would read config.json first, whose model type is ours, and ask about
-    remote code."""
+    installs), else transformers' (`transformers_tokenizer`)."""
     if (path / TOKENIZER_FILE).is_file():
         return FolderTokenizer.from_folder(path)
+    return transformers_tokenizer(path)
+
+
+def transformers_tokenizer(path: Path) -> Any:
+    """The folder's tokenizer in transformers, of the class its tokenizer_config.json names
+    (what training tokenizes with, and what a pipeline takes). AutoTokenizer would read
+    config.json first, whose model type is ours, and ask about remote code."""
     import transformers
 
     name = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")

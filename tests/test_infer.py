@@ -55,13 +55,12 @@ def test_long_review_is_cut_to_the_saved_max_length(classifier):
 def test_serving_reads_the_tokens_training_reads(classifier, model_dir):
     # Serving reads tokenizer.json with `tokenizers` alone (the slim install has no
     # transformers); training tokenizes with transformers. Both must give the same ids.
-    import transformers
-
+    from serving.model_folder import transformers_tokenizer
     from serving.tokenizer import FolderTokenizer
 
     assert isinstance(classifier.tokenizer, FolderTokenizer)
-    name = json.loads((model_dir / "tokenizer_config.json").read_text())["tokenizer_class"]
-    trained = getattr(transformers, name).from_pretrained(model_dir, local_files_only=True)
+    trained = transformers_tokenizer(model_dir)
+    assert not isinstance(trained, FolderTokenizer)
     texts = [
         "A great film.",
         "awful [CLS] plot [SEP] typed [PAD] [MASK]",  # typed markers are text
