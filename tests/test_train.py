@@ -473,3 +473,25 @@ def test_gradient_accumulation_does_not_scale_the_loss(tmp_path, base_model, dat
     assert main.main([*args, "--epochs", "1", "--grad-accum", "2"]) == 0
     report = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert report["train"]["loss"] == pytest.approx(report["validation"]["loss"], rel=0.1)
+
+
+def test_a_mean_pooled_bert_freezes_the_pooler_it_never_reads(tmp_path, base_model, data_dir):
+    from transformers import BertConfig, BertModel
+
+    # all-MiniLM-L6-v2 is a BERT: its pooler gets no gradient under mean pooling, which
+    # torchrun's DDP refuses at the first step unless it is frozen.
+    folder = shutil.copytree(base_model, tmp_path / "bert")
+    (folder / "config.json").unlink()
+    (folder / "model.safetensors").unlink()
+    config = BertConfig(
+        vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    args = train_args(folder, data_dir, tmp_path / "model", "--pooling", "mean")
+    config = main.config_of(main.build_parser().parse_args(args))
+    _, trainer = train.prepare(config, data.make_splits(data.load_data(str(data_dir)), config))
+    frozen = {name for name, p in trainer.model.named_parameters() if not p.requires_grad}
+    assert frozen and all(".pooler." in name for name in frozen)
+    assert any(".pooler." in name for name, _ in trainer.model.named_parameters())
+    trainer.train()  # a step with the pooler out of the optimizer
