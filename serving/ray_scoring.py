@@ -82,7 +82,12 @@ def score_file_ray(
     check_paths(source, output)
     if not ray.is_initialized():
         ray.init(address=address, runtime_env=runtime_env(), log_to_driver=False)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    # Ray 2.60's new parquet reader lists the files in a task of 1 CPU that nothing can give:
+    # with every CPU held by the actors (2 actors on 2 cores), it waits for ever. The first
+    # reader lists them in this process.
+    context.use_datasource_v2 = False
     model_dir = Path(model_dir).absolute()
 
     class Labeller:

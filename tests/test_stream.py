@@ -140,3 +140,21 @@ def test_the_ray_engine_writes_the_same_file(model_dir, big_csv, whole, tmp_path
     done = score_file_ray(model_dir, big_csv, output, actors=2)
     assert done["rows"] == 20_002
     assert output.read_bytes() == whole.read_bytes()
+
+
+def test_two_ray_actors_label_a_parquet_file_as_the_local_engine(
+    model_dir, big_csv, whole, tmp_path, local_ray
+):
+    from serving.ray_scoring import score_file_ray
+
+    # Ray 2.60's new parquet reader waited for ever for a CPU the two actors held.
+    source = tmp_path / "reviews.parquet"
+    pd.read_csv(big_csv, dtype=str, keep_default_na=False)[:3000].to_parquet(
+        source, row_group_size=500
+    )
+    output = tmp_path / "labelled.parquet"
+    assert score_file_ray(model_dir, source, output, actors=2)["rows"] == 3000
+    expected = pd.read_csv(whole, dtype=str, keep_default_na=False)[:3000]
+    out = pd.read_parquet(output)
+    assert out["text"].tolist() == expected["text"].tolist()
+    assert out["label"].fillna("").tolist() == expected["label"].tolist()
