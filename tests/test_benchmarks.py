@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 from conftest import MAX_LENGTH
@@ -118,3 +121,14 @@ def test_the_scale_table_scores_every_row_on_each_path(model_dir, data_dir, tmp_
     rows = json.loads(out.read_text())
     assert [(row["path"], row["rows"]) for row in rows] == [("list", 250), ("stream", 250)]
     assert all(row["rows_per_second"] > 0 and row["peak_mb"] > 50 for row in rows)
+
+
+def test_a_childs_peak_memory_is_its_own_not_its_parents():
+    from benchmarks import scale
+
+    held = bytearray(400 * 2**20)  # touched, so the parent's resident set holds 400 MB
+    held[::4096] = b"\x01" * len(held[::4096])
+    code = "from benchmarks.scale import peak_mb; print(peak_mb())"
+    root = Path(__file__).parents[1]
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert 5 < int(child.stdout) < 300 < scale.peak_mb()
