@@ -74,7 +74,7 @@ def measure(path: str, model_dir: Path, source: Path, scratch: Path) -> dict[str
 
 def peak_mb() -> int:
     """This process's peak resident set in MB. Not `ru_maxrss`: a spawned child starts with
-    its parent's (it read 1,023 MB for a stream that peaked at 610: the parent held the
+    its parent's (it read 1,023 MB for a stream that peaked at 609: the parent held the
     250,000 reviews it had just written). /proc's VmHWM is the process's own."""
     with open("/proc/self/status") as status:
         kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))

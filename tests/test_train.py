@@ -483,11 +483,11 @@ def test_a_mean_pooled_bert_freezes_the_pooler_it_never_reads(tmp_path, base_mod
     folder = shutil.copytree(base_model, tmp_path / "bert")
     (folder / "config.json").unlink()
     (folder / "model.safetensors").unlink()
-    config = BertConfig(
+    bert = BertConfig(
         vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=32, max_position_embeddings=64,
     )  # fmt: skip
-    BertModel(config).save_pretrained(folder)
+    BertModel(bert).save_pretrained(folder)
     args = train_args(folder, data_dir, tmp_path / "model", "--pooling", "mean")
     config = main.config_of(main.build_parser().parse_args(args))
     _, trainer = train.prepare(config, data.make_splits(data.load_data(str(data_dir)), config))
