@@ -32,6 +32,11 @@ def score(model_dir: Path, source: Path, output: Path, *extra: str):
     return run_script("infer.py", *args, *extra, timeout=600)
 
 
+def read_text(path: Path) -> pd.DataFrame:
+    """A CSV as the stream reads it: every column text, empty fields "" (not NaN)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 @pytest.fixture(scope="module")
 def whole(model_dir, big_csv, tmp_path_factory) -> Path:
     """The file scored in one uninterrupted run."""
@@ -45,8 +50,8 @@ def whole(model_dir, big_csv, tmp_path_factory) -> Path:
 def test_every_row_comes_out_in_order_with_a_note_where_it_cannot_be_read(
     model_dir, big_csv, whole
 ):
-    source = pd.read_csv(big_csv, dtype=str, keep_default_na=False)
-    out = pd.read_csv(whole, dtype=str, keep_default_na=False)
+    source = read_text(big_csv)
+    out = read_text(whole)
     assert len(out) == 20_002 and out["id"].tolist() == source["id"].tolist()
     # The input's own label column stays; the prediction gets its own name beside it.
     assert list(out.columns) == [
@@ -149,12 +154,10 @@ def test_two_ray_actors_label_a_parquet_file_as_the_local_engine(
 
     # Ray 2.60's new parquet reader waited for ever for a CPU the two actors held.
     source = tmp_path / "reviews.parquet"
-    pd.read_csv(big_csv, dtype=str, keep_default_na=False)[:3000].to_parquet(
-        source, row_group_size=500
-    )
+    read_text(big_csv)[:3000].to_parquet(source, row_group_size=500)
     output = tmp_path / "labelled.parquet"
     assert score_file_ray(model_dir, source, output, actors=2)["rows"] == 3000
-    expected = pd.read_csv(whole, dtype=str, keep_default_na=False)[:3000]
+    expected = read_text(whole)[:3000]
     out = pd.read_parquet(output)
     assert out["text"].tolist() == expected["text"].tolist()
     assert out["label"].fillna("").tolist() == expected["label"].tolist()
