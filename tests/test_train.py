@@ -178,6 +178,27 @@ def test_a_probe_head_starts_as_the_logistic_regression_of_its_features(
     assert expected.score(features, labels) > 0.9  # the tiny reviews are easy to read
 
 
+def test_a_large_training_split_is_probed_on_a_seeded_draw(
+    tmp_path, base_model, data_dir, caplog, monkeypatch
+):
+    from training import probe as lp
+
+    monkeypatch.setattr(lp, "PROBE_TEXTS", 50)
+    caplog.set_level(logging.INFO, logger="training.probe")
+    args = train_args(base_model, data_dir, tmp_path / "model", "--head-init", "probe")
+    config = main.config_of(main.build_parser().parse_args(args))
+    heads = []
+    for _ in range(2):
+        _, trainer = train.prepare(config, data.make_splits(data.load_data(str(data_dir)), config))
+        (probe,) = [
+            c for c in trainer.callback_handler.callbacks if type(c).__name__ == "ProbeHead"
+        ]
+        probe.on_train_begin(trainer.args, trainer.state, trainer.control, model=trainer.model)
+        heads.append(lp.classifier_layer(trainer.model).weight.detach().clone())
+    assert caplog.text.count("Head fitted as a linear probe on 50 training reviews") == 2
+    assert torch.equal(heads[0], heads[1])  # the same draw from the same seed
+
+
 def test_by_default_the_head_is_fitted_inside_the_training_time_and_nothing_dropped(
     tmp_path, base_model, data_dir, caplog
 ):

@@ -145,6 +145,15 @@ class TrainConfig:
     grad_accum: int = field(
         default=2, metadata={"help": "device steps per optimizer update (effective batch 4)"}
     )
+    # tokens, padded (texts x the longest): 2,048 holds 8 reviews of 256 tokens or about 100
+    # sentences of 20. Steps of 2 short sentences waste the step (benchmarks/README.md).
+    batch_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "instead of --batch-size texts, each step takes texts of like length up to "
+            "this many tokens, padding included (0: --batch-size texts per step)"
+        },
+    )
     report_to: str = field(
         default="none",
         metadata={
@@ -168,10 +177,17 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{flag(name)} must be positive, got {value}.")
     if config.subset < 0 or (config.test_subset is not None and config.test_subset < 0):
         raise UsageError("--subset and --test-subset count reviews: use 0 (all) or more.")
-    if config.patience < 0 or config.train_layers < 0 or config.weight_decay < 0:
-        raise UsageError("--patience, --train-layers and --weight-decay take 0 or more.")
+    if min(config.patience, config.train_layers, config.weight_decay, config.batch_tokens) < 0:
+        raise UsageError(
+            "--patience, --train-layers, --weight-decay and --batch-tokens take 0 or more."
+        )
     if not 0 <= config.warmup_ratio < 1:
         raise UsageError(f"--warmup-ratio {config.warmup_ratio}: use a share from 0 to below 1.")
+    if config.batch_tokens and config.batch_tokens < config.max_length:
+        raise UsageError(
+            f"--batch-tokens {config.batch_tokens} is below --max-length {config.max_length}: "
+            f"give at least {config.max_length}, or 0 for --batch-size texts per step."
+        )
     if config.val_reviews < 2:
         raise UsageError(
             f"--val-reviews {config.val_reviews}: use 2 or more (a review of each label)."

@@ -109,7 +109,6 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
         EarlyStoppingCallback,
         PrinterCallback,
         ProgressCallback,
-        Trainer,
     )
 
     collator = DataCollatorWithPadding(tokenizer)
@@ -130,7 +129,7 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
         logs = TENSORBOARD_DIR / f"{Path(config.output_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(logs))))
         logger.info("TensorBoard logs in %s/ (tensorboard --logdir %s)", logs, TENSORBOARD_DIR)
-    trainer = Trainer(
+    trainer = trainer_class(config)(
         model=model,
         args=training_arguments(config, checkpoint_dir(config)),
         train_dataset=tokens["train"],
@@ -147,6 +146,35 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
     # grad_accum, and so sums the means: gradients and logged loss grad_accum times too large.
     trainer.loss_is_scaled_for_ga = False
     return trainer
+
+
+def trainer_class(config: TrainConfig) -> type:
+    """The Trainer, or with `--batch-tokens` one whose training batches are texts of like
+    length within that many tokens (`training/batching.py`)."""
+    from transformers import Trainer
+
+    if not config.batch_tokens:
+        return Trainer
+
+    class TokenBudgetTrainer(Trainer):
+        def get_train_dataloader(self) -> Any:
+            from torch.utils.data import DataLoader
+
+            from training.batching import TokenBudgetSampler
+
+            dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            loader = DataLoader(
+                dataset,
+                batch_sampler=TokenBudgetSampler(lengths, config.batch_tokens, config.seed),
+                collate_fn=self.data_collator,
+                num_workers=self.args.dataloader_num_workers,
+                pin_memory=self.args.dataloader_pin_memory,
+            )
+            # Under torchrun, accelerate gives each process every n-th batch of the list.
+            return self.accelerator.prepare(loader)
+
+    return TokenBudgetTrainer
 
 
 def finite_loss_guard(config: TrainConfig) -> Any:
