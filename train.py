@@ -83,6 +83,11 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
             raise hub_unreachable("--model", config.model) from error
         raise UsageError(f"--model {config.model}: could not load it ({error}).") from error
     positions = getattr(model.base_model.config, "max_position_embeddings", None)
+    # RoBERTa and MPNet number positions from after the padding id: 514 of them hold 512 tokens.
+    table = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
+    offset = getattr(table, "padding_idx", None)
+    if positions is not None and offset is not None:
+        positions -= offset + 1
     if positions is not None and config.max_length > positions:
         raise UsageError(
             f"--max-length {config.max_length} exceeds the {positions} positions of "
@@ -151,6 +156,18 @@ def serving_classifier(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
     return Classifier(model, tokenizer, LABELS, truncation=config.inference_truncation)
 
 
+def base_description(name: str, model: Any) -> dict[str, Any]:
+    """The base model's name, architecture and size, for metrics.json and the card."""
+    base = model.base_model.config
+    return {
+        "model": name,
+        "architecture": base.model_type,
+        "layers": base.num_hidden_layers,
+        "hidden_size": base.hidden_size,
+        "parameters": model.num_parameters(),
+    }
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries that shape a run."""
     from importlib.metadata import version
@@ -178,9 +195,14 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
     if config.head_init == "probe":
         classifier_layer(model)  # a head the probe cannot fit stops the run now, not at epoch 0
     processes = process_rank()[1]
+    per_step = (
+        f"up to {config.batch_tokens:,} tokens of like-length texts"
+        if config.batch_tokens
+        else f"{config.batch_size} texts"
+    )
     logger.info(
-        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, lr %g, batch %d "
-        "(%d per step x %d process%s x %d steps per update)",
+        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, lr %g, batches of "
+        "%s per step x %d process%s x %d steps per update",
         Path(config.model).name,
         model.num_parameters() / 1e6,
         config.pooling,
@@ -188,8 +210,7 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
         config.truncation,
         config.epochs,
         config.learning_rate,
-        config.batch_size * processes * config.grad_accum,
-        config.batch_size,
+        per_step,
         processes,
         "es" if processes > 1 else "",
         config.grad_accum,
@@ -255,6 +276,7 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     report = {
         "name": f"{Path(config.model).name}-imdb-sentiment",
         "labels": list(LABELS),
+        "base": base_description(config.model, trainer.model),
         "max_length": config.max_length,
         "test": test,
         "baseline": baseline,

@@ -82,6 +82,27 @@ def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def mpnet_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised MPNet (all-mpnet-base-v2's architecture) of a few thousand
+    parameters, with its tokenizer's special tokens (<s>, </s>, <pad>: ids unlike BERT's) and
+    positions that start after the padding id, marked as a sentence-transformers model."""
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizer, set_seed
+
+    folder = tmp_path_factory.mktemp("mpnet")
+    set_seed(0)
+    special = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]
+    vocab = {token: i for i, token in enumerate(special + VOCAB[len(SPECIAL) :])}
+    config = MPNetConfig(
+        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=66, pad_token_id=1,
+    )  # fmt: skip
+    MPNetModel(config).save_pretrained(folder)
+    MPNetTokenizer(vocab=vocab, model_max_length=64).save_pretrained(folder)
+    (folder / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "x"}]')
+    return folder
+
+
 def train_args(base_model: Path, data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
     """Flags for a tiny run: seconds on 2 cores; a high learning rate so the tiny model learns."""
     return [

@@ -190,9 +190,10 @@ def card_body(report: dict[str, Any]) -> str:
     return f"""# {report["name"]}
 
 Sentiment of English movie reviews: **{" or ".join(report["labels"])}**. Fine-tuned from
-`{base}` on {data["train"]:,} training texts, with the best of {config["epochs"]:g} epochs
-chosen by F1 on {data["validation"]:,} held-out training texts (epoch {val["epoch"]:g}:
-validation F1 {val["f1"]:.1%}). The test split was used once, after training.
+`{base}`{base_size(report)} on {data["train"]:,} training texts, with the best of
+{config["epochs"]:g} epochs chosen by F1 on {data["validation"]:,} held-out training texts
+(epoch {val["epoch"]:g}: validation F1 {val["f1"]:.1%}). The test split was used once, after
+training.
 
 {RESULTS_HEADING}
 
@@ -248,6 +249,18 @@ removed IMDB's `<br />` tags and cut long reviews by `{config["truncation"]}`; `
 from the project removes the tags too, reads long reviews by `{strategy}`, and reports how
 many tokens of each review it read.
 """
+
+
+def base_size(report: dict[str, Any]) -> str:
+    """The base's architecture and size as the card names them after its name, such as
+    ` (mpnet, 12 layers of 768, 109.5M parameters)`; nothing for a run that predates them."""
+    base = report.get("base")
+    if not base:
+        return ""
+    return (
+        f" ({base['architecture']}, {base['layers']} layers of {base['hidden_size']}, "
+        f"{base['parameters'] / 1e6:.1f}M parameters)"
+    )
 
 
 def trained_on(data: dict[str, Any]) -> str:
