@@ -23,13 +23,22 @@ from typing import Any
 from serving import calibration as calibration_file
 from serving import hub
 from training import checkpoints
-from training.config import LABELS, TrainConfig, UsageError, as_saved, check_config, resolve_pooling
+from training.config import (
+    LABELS,
+    TrainConfig,
+    UsageError,
+    as_saved,
+    check_config,
+    resolve_pooling,
+    split_seed,
+)
 from training.data import (
     fingerprint,
     hub_unreachable,
     load_short_sets,
     short_reviews,
 )
+from training.distill import check_teacher, unlabelled_texts, with_targets
 from training.extra import build_splits
 from training.plots import truncated_share
 from training.probe import classifier_layer
@@ -140,9 +149,10 @@ def tokenize(splits: dict[str, Any], tokenizer: Any, config: TrainConfig) -> dic
         encoded = encode(tokenizer, batch["text"], config.truncation)
         return {key: encoded[key] for key in ("input_ids", "attention_mask")}
 
+    kept = ("label", "soft_labels")  # the targets: labels, and a teacher's (training/distill.py)
     return {
         name: split.map(
-            cut, batched=True, remove_columns=[c for c in split.column_names if c != "label"]
+            cut, batched=True, remove_columns=[c for c in split.column_names if c not in kept]
         )
         for name, split in splits.items()
     }
@@ -231,6 +241,7 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     precision = resolve_precision(config.precision)
     if config.push_to_hub:
         check_push(config.push_to_hub)
+    teacher = check_teacher(config) if config.teacher else None
     config = resolve_pooling(config)
     rank = process_rank()[0]
     resume_from = checkpoints.start(config, resume, main_process=rank == 0)
@@ -243,6 +254,20 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             count["source"],
             *(f"{count[key]:,}" for key in ("rows", "train", "validation", "dropped")),
         )
+    unlabelled: list[dict[str, Any]] = []
+    if teacher is not None:
+        evaluation = [*splits["validation"]["text"], *splits["test"]["text"]]
+        evaluation += [text for split in short_sets.values() for text in split["text"]]
+        texts, unlabelled = unlabelled_texts(config.unlabelled_data, evaluation, split_seed(config))
+        train_split, agreement = with_targets(splits["train"], texts, config.teacher)
+        splits = splits | {"train": train_split}
+        teacher = {
+            "folder": config.teacher,
+            "name": teacher["name"],
+            "base": teacher.get("base"),
+            "test_accuracy": teacher["test"]["accuracy"],
+            "agreement_with_training_labels": agreement,
+        }
     sizes = {name: len(split) for name, split in splits.items()}
     logger.info(
         "Data %s: %s train, %s validation, %s test reviews (balanced)",
@@ -292,7 +317,10 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "calibration": calibration,
         "short": short,
         "test_truncated_share": truncated_share(rows["tokens"], config.max_length),
-        "data": {"source": config.data, "extra": sources} | sizes | {"sha256": fingerprint(splits)},
+        "teacher": teacher,
+        "data": {"source": config.data, "extra": sources, "unlabelled": unlabelled}
+        | sizes
+        | {"sha256": fingerprint(splits)},
         "config": as_saved(config),
         "versions": versions(),
         "history": trainer.state.log_history,

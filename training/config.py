@@ -141,6 +141,30 @@ class TrainConfig:
         },
     )
     seed: int = field(default=42, metadata={"help": "seeds sampling, splits, weights and order"})
+    data_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "seeds the draw of the splits alone (default: --seed), so runs of several "
+            "seeds, or a student and its teacher, hold out the same texts"
+        },
+    )
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "distil: a published model folder whose calibrated probabilities this "
+            "model learns on every training text and --unlabelled-data text, half and half "
+            "with the true labels where there are some; it must have drawn the same splits"
+        },
+    )
+    unlabelled_data: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "texts without labels for --teacher to label and this model to learn: "
+            ".csv, .jsonl or .parquet files with a text column; SOURCE:ROWS takes ROWS of one "
+            "at random. Texts equal to or inside a validation, test or --short-data text are "
+            "dropped"
+        },
+    )
     batch_size: int = field(default=2, metadata={"help": "training reviews per device step"})
     grad_accum: int = field(
         default=2, metadata={"help": "device steps per optimizer update (effective batch 4)"}
@@ -164,9 +188,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # A list from JSON or YAML, or one source as a string: what a config file may hold.
-        sources = self.extra_data
-        sources = (sources,) if isinstance(sources, str) else tuple(sources or ())
-        object.__setattr__(self, "extra_data", sources)
+        for name in ("extra_data", "unlabelled_data"):
+            sources = getattr(self, name)
+            sources = (sources,) if isinstance(sources, str) else tuple(sources or ())
+            object.__setattr__(self, name, sources)
 
 
 def check_config(config: TrainConfig) -> None:
@@ -205,6 +230,10 @@ def check_config(config: TrainConfig) -> None:
             check_strategy(getattr(config, name), allowed=allowed)
         except ValueError as error:
             raise UsageError(f"{flag(name)} {error}") from error
+    if config.unlabelled_data and not config.teacher:
+        raise UsageError(
+            "--unlabelled-data needs --teacher FOLDER: a published model that labels them."
+        )
     output = Path(config.output_dir)
     foreign = output.exists() and not (output / "config.json").is_file()
     if foreign and (not output.is_dir() or any(output.iterdir())):
@@ -212,6 +241,11 @@ def check_config(config: TrainConfig) -> None:
             f"--output-dir {output} exists and is not a model folder; publishing would "
             "replace it. Choose another --output-dir or move that folder away."
         )
+
+
+def split_seed(config: TrainConfig) -> int:
+    """The seed that draws the splits: `--data-seed`, else `--seed`."""
+    return config.seed if config.data_seed is None else config.data_seed
 
 
 def as_saved(config: TrainConfig) -> dict[str, Any]:
@@ -274,7 +308,7 @@ def config_values(saved: dict[str, Any], where: str) -> dict[str, Any]:
         )
     expected = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
     for name, value in values.items():
-        if value is None or name == "extra_data":  # None, or one or more sources as text
+        if value is None or name in ("extra_data", "unlabelled_data"):  # sources as text
             continue
         kind = hints[name]
         if typing.get_origin(kind) is not None:  # `int | None`: the int

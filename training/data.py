@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from serving import hub
-from training.config import TrainConfig, UsageError
+from training.config import TrainConfig, UsageError, split_seed
 from utils import clean_text, split_sentences
 
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -176,7 +176,7 @@ def balanced_sample(labels: np.ndarray, n: int, rng: np.random.Generator, what: 
 def make_splits(data: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     """Balanced train/validation/test subsets, shuffled. Validation is `val_reviews` reviews of
     the training split beside the subset: the test split never chooses anything."""
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(split_seed(config))
     train_labels = np.asarray(data["train"]["label"])
     available = len(train_labels) - config.val_reviews
     if available < 2:

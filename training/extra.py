@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from serving.hub import hub_id
-from training.config import LABELS, TrainConfig, UsageError
+from training.config import LABELS, TrainConfig, UsageError, split_seed
 from training.data import (
     DATA_SUFFIXES,
     check_data,
@@ -102,7 +102,7 @@ def add_extra(
     from datasets import concatenate_datasets
 
     evaluation = [*splits["validation"]["text"], *splits["test"]["text"], *held_out]
-    taken = _Overlap(evaluation)
+    taken = Overlap(evaluation)
     rng = np.random.default_rng([seed, 11])  # its own stream: the IMDB draws stay as they are
     train, validation, counts = [], [], []
     for spec, extra in sources.items():
@@ -144,7 +144,7 @@ def validation_sources(validation: Any, counts: list[dict[str, Any]]) -> list[st
     return ["imdb"] * (len(validation) - len(extra)) + extra
 
 
-class _Overlap:
+class Overlap:
     """Whether a text equals an evaluation text, or is a span of 20 letters or more of a short
     one, compared by lowercased words with treebank spacing joined (`clean_text`)."""
 
@@ -182,4 +182,4 @@ def build_splits(
     if not extra:
         return imdb, splits, []
     held_out = [text for split in short_sets.values() for text in split["text"]]
-    return imdb, *add_extra(splits, extra, held_out, config.seed)
+    return imdb, *add_extra(splits, extra, held_out, split_seed(config))

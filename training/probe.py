@@ -55,6 +55,7 @@ def head_features(model: Any, batches: Any) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
             for batch in batches:
                 labels.append(batch.pop("labels"))
+                batch.pop("soft_labels", None)  # a teacher's targets: the probe fits the labels
                 model(**{key: value.to(model.device) for key, value in batch.items()})
     finally:
         hook.remove()

@@ -199,6 +199,7 @@ training.
 
 {trained_on(data)}
 
+{distilled_from(report)}
 On {test["reviews"]:,} test reviews (balanced, drawn with seed {config["seed"]}; text hash
 `{data["sha256"]["test"][:12]}`). The baseline is `{base}` with its new, untrained classification
 head on the same reviews.
@@ -251,6 +252,20 @@ many tokens of each review it read.
 """
 
 
+def distilled_from(report: dict[str, Any]) -> str:
+    """A paragraph naming the teacher of a distilled model, or nothing."""
+    teacher = report.get("teacher")
+    if not teacher:
+        return ""
+    return (
+        f"Distilled from the teacher `{display_name(teacher['folder'])}` ({teacher['name']}"
+        f"{base_size(teacher)}, test accuracy {teacher['test_accuracy']:.1%}): each training "
+        "text's target is half the teacher's calibrated probabilities and half its true "
+        "label, and each unlabelled text's the teacher's alone. The teacher's labels agree "
+        f"with {teacher['agreement_with_training_labels']:.1%} of the true training labels.\n"
+    )
+
+
 def base_size(report: dict[str, Any]) -> str:
     """The base's architecture and size as the card names them after its name, such as
     ` (mpnet, 12 layers of 768, 109.5M parameters)`; nothing for a run that predates them."""
@@ -265,9 +280,14 @@ def base_size(report: dict[str, Any]) -> str:
 
 def trained_on(data: dict[str, Any]) -> str:
     """What the model learned from: the IMDB-shaped data and each extra source, with counts."""
-    extra = data["extra"]
-    imdb = data["train"] - sum(source["train"] for source in extra)
+    extra, unlabelled = data["extra"], data.get("unlabelled", [])
+    imdb = data["train"] - sum(source["train"] for source in [*extra, *unlabelled])
     line = f"Trained on {imdb:,} reviews of `{display_name(data['source'])}`"
+    if unlabelled:
+        line += ", " + ", ".join(
+            f"{source['train']:,} unlabelled texts of `{display_name(source['source'])}`"
+            for source in unlabelled
+        )
     if not extra:
         return line + "."
     parts = [

@@ -99,6 +99,9 @@ def training_arguments(config: TrainConfig, checkpoints: Path) -> Any:
         # Said outright, so torchrun's processes on CPUs train as one (DDP over gloo).
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,  # every trainable weight takes part in each step
+        # A teacher's targets (`soft_labels`) are no argument of the model's forward; the
+        # splits hold nothing else the model does not read.
+        remove_unused_columns=not config.teacher,
     )
 
 
@@ -149,15 +152,31 @@ def build_trainer(config: TrainConfig, tokenizer: Any, model: Any, tokens: dict[
 
 
 def trainer_class(config: TrainConfig) -> type:
-    """The Trainer, or with `--batch-tokens` one whose training batches are texts of like
-    length within that many tokens (`training/batching.py`)."""
+    """The Trainer, with what `config` asks beyond it: with `--batch-tokens`, training batches
+    of like-length texts within that many tokens (`training/batching.py`); with `--teacher`,
+    a loss against each text's `soft_labels` (`training/distill.py`)."""
     from transformers import Trainer
 
-    if not config.batch_tokens:
+    if not config.batch_tokens and not config.teacher:
         return Trainer
 
-    class TokenBudgetTrainer(Trainer):
+    class RecipeTrainer(Trainer):
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
+        ) -> Any:
+            targets = inputs.pop("soft_labels", None)
+            if targets is None:  # validation: the true labels
+                return super().compute_loss(model, inputs, return_outputs, **kwargs)
+            from training.distill import soft_cross_entropy
+
+            inputs.pop("labels", None)
+            outputs = model(**inputs)
+            loss = soft_cross_entropy(outputs.logits, targets)
+            return (loss, outputs) if return_outputs else loss
+
         def get_train_dataloader(self) -> Any:
+            if not config.batch_tokens:
+                return super().get_train_dataloader()
             from torch.utils.data import DataLoader
 
             from training.batching import TokenBudgetSampler
@@ -174,7 +193,7 @@ def trainer_class(config: TrainConfig) -> type:
             # Under torchrun, accelerate gives each process every n-th batch of the list.
             return self.accelerator.prepare(loader)
 
-    return TokenBudgetTrainer
+    return RecipeTrainer
 
 
 def finite_loss_guard(config: TrainConfig) -> Any:

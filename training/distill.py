@@ -1,0 +1,163 @@
+"""Distillation (`--teacher FOLDER`): a model learns its teacher's calibrated probabilities, on
+the training texts (half and half with their true labels) and on unlabelled texts the teacher
+labels (`--unlabelled-data`), so a small encoder can read as a large one reads.
+
+    python main.py --config configs/student.yaml --teacher teacher/
+
+The teacher is a folder `python main.py` published: it answers as `infer` serves it, its
+calibration applied (Hinton et al. 2015 soften with a temperature; the teacher's own fitted
+temperatures are that softening, chosen on held-out texts rather than by hand). The student
+draws the same splits as its teacher (`check_teacher`), so no text the teacher trained on is
+held out to choose or calibrate the student.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.config import LABELS, TrainConfig, UsageError, flag, saved_config, split_seed
+from training.data import DATA_SUFFIXES, read_file
+from training.extra import Overlap, parse_source
+from utils import has_words
+
+logger = logging.getLogger(__name__)
+
+# Share of a labelled text's target that is the teacher's: the rest is its true label. Texts
+# without a label learn the teacher's alone.
+TEACHER_WEIGHT = 0.5
+# Settings that decide which texts a run trains, validates and tests on.
+SPLIT_SETTINGS = ("data", "subset", "val_reviews", "test_subset", "extra_data", "short_data")
+
+
+def check_teacher(config: TrainConfig) -> dict[str, Any]:
+    """The teacher's metrics.json; UsageError when the folder is not a published model or drew
+    other splits than `config` would, naming the flags that make them the same."""
+    folder = Path(config.teacher or "").expanduser()
+    metrics = folder / "metrics.json"
+    if not metrics.is_file() or not (folder / "config.json").is_file():
+        raise UsageError(
+            f"--teacher {folder}: not a published model folder (no metrics.json or "
+            "config.json). Pass a folder that python main.py published."
+        )
+    report = json.loads(metrics.read_text())
+    if list(report.get("labels", [])) != list(LABELS):
+        raise UsageError(f"--teacher {folder} labels {report.get('labels')}; this needs {LABELS}.")
+    teacher = saved_config(report["config"], f"--teacher {folder}")
+    wanted = {name: getattr(teacher, name) for name in SPLIT_SETTINGS}
+    wanted["data_seed"] = split_seed(teacher)
+    ours = {name: getattr(config, name) for name in SPLIT_SETTINGS}
+    ours["data_seed"] = split_seed(config)
+    differ = [name for name in wanted if _same(wanted[name]) != _same(ours[name])]
+    if differ:
+        flags = " ".join(_flag(name, wanted[name]) for name in differ)
+        raise UsageError(
+            f"--teacher {folder} drew its splits otherwise ({', '.join(map(flag, differ))}): "
+            "a student holds out the texts its teacher held out, or it would be chosen and "
+            f"calibrated on texts the teacher learned. Add: {flags}"
+        )
+    return report
+
+
+def _same(value: Any) -> Any:
+    """A setting as compared: local paths resolved, so `../data` and `/work/data` agree."""
+    if isinstance(value, tuple):
+        return tuple(_same(item) for item in value)
+    if isinstance(value, str) and Path(value.rpartition(":")[0] or value).expanduser().exists():
+        name, rows = parse_source(value)
+        return (str(Path(name).expanduser().resolve()), rows)
+    return value
+
+
+def _flag(name: str, value: Any) -> str:
+    if isinstance(value, tuple):
+        return f"{flag(name)} {' '.join(value)}" if value else ""
+    return f"{flag(name)} {value}" if value is not None else ""
+
+
+def unlabelled_texts(
+    specs: tuple[str, ...], evaluation: list[str], seed: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The texts of each `--unlabelled-data` source, less those without a letter and those equal
+    to or inside an `evaluation` text (as `--extra-data` drops them), ROWS of a `FILE:ROWS`
+    drawn at random; and a row count per source for metrics.json."""
+    taken = Overlap(evaluation)
+    rng = np.random.default_rng([seed, 13])  # its own stream: the splits' draws stay as they are
+    texts, counts = [], []
+    for spec in specs:
+        name, rows = parse_source(spec)
+        path = Path(name).expanduser()
+        if not path.is_file() or path.suffix not in DATA_SUFFIXES:
+            raise UsageError(
+                f"--unlabelled-data {spec}: no such .csv, .jsonl or .parquet file. Pass a file "
+                "with a text column (IMDB's unsup.parquet, say)."
+            )
+        frame = read_file(path)
+        if "text" not in frame.column_names:
+            raise UsageError(f"--unlabelled-data {spec}: no text column; name it text.")
+        source = frame["text"]
+        fresh = np.flatnonzero(
+            [isinstance(t, str) and has_words(t) and not taken(t) for t in source]
+        )
+        kept = fresh if rows is None or rows >= len(fresh) else rng.choice(fresh, rows, False)
+        texts += [source[i] for i in sorted(kept.tolist())]
+        counts.append({"source": name, "rows": len(source), "train": len(kept)})
+    return texts, counts
+
+
+def teacher_probabilities(teacher: str, texts: list[str]) -> np.ndarray:
+    """The teacher's calibrated probabilities of `texts`, (texts, labels), as `infer` serves
+    them: its backend, reading and temperatures."""
+    from tqdm.auto import tqdm
+
+    from serving.classifier import load
+
+    classifier = load(teacher)
+    chunk = 256
+    rows = []
+    for start in tqdm(range(0, len(texts), chunk), desc="Teacher labelling", unit="chunk"):
+        predictions = classifier.classify(texts[start : start + chunk])
+        rows += [[p.scores[label] for label in LABELS] for p in predictions]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def with_targets(train: Any, unlabelled: list[str], teacher: str) -> Any:
+    """The training split with the unlabelled texts after it and a `soft_labels` column: what
+    each text teaches, `TEACHER_WEIGHT` of the teacher's probabilities and the rest its true
+    label, or the teacher's alone for an unlabelled text (whose `label` is the teacher's)."""
+    from datasets import Dataset, concatenate_datasets
+
+    texts = list(train["text"]) + unlabelled
+    probabilities = teacher_probabilities(teacher, texts)
+    labels = np.asarray(train["label"])
+    truth = np.eye(len(LABELS), dtype=np.float32)[labels]
+    ours = probabilities[: len(labels)]
+    targets = np.vstack(
+        [TEACHER_WEIGHT * ours + (1 - TEACHER_WEIGHT) * truth, probabilities[len(labels) :]]
+    )
+    extra = Dataset.from_dict(
+        {"text": unlabelled, "label": probabilities[len(labels) :].argmax(1).tolist()}
+    )
+    base = train.select_columns(["text", "label"])
+    merged = concatenate_datasets([base, extra.cast(base.features)]) if unlabelled else base
+    agree = float(np.mean(ours.argmax(1) == labels)) if len(labels) else 0.0
+    logger.info(
+        "Teacher labelled %d training texts (its labels agree with %.1f%% of the true ones) and "
+        "%d unlabelled texts",
+        len(labels),
+        100 * agree,
+        len(unlabelled),
+    )
+    return merged.add_column("soft_labels", targets.tolist()), agree
+
+
+def soft_cross_entropy(logits: Any, targets: Any) -> Any:
+    """Mean cross-entropy of `logits` against probability `targets` (KL divergence to the
+    targets plus their constant entropy: the same gradients)."""
+    import torch
+
+    return torch.nn.functional.cross_entropy(logits.float(), targets.float())
