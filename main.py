@@ -28,6 +28,10 @@ from training.config import TrainConfig, UsageError, flag, read_config
 TRAIN_HELP = "Fine-tune a transformer on movie reviews and publish it to --output-dir."
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each flag's help, and the list of commands kept as written."""
+
+
 def build_parser(prog: str | None = None, description: str = TRAIN_HELP) -> argparse.ArgumentParser:
     """One flag per TrainConfig field (`grad_accum` becomes `--grad-accum`), and `--config`."""
     parser = argparse.ArgumentParser(
@@ -99,6 +103,7 @@ def configure_console() -> None:
 
 def build_train_parser() -> argparse.ArgumentParser:
     parser = build_parser()
+    parser.epilog, parser.formatter_class = commands_help(), HelpFormatter
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -135,6 +140,20 @@ def build_search_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(output_dir="search")
     return parser
+
+
+def commands_help() -> str:
+    """The other commands, a line or two each, for `python main.py --help`."""
+    import textwrap
+
+    lines = ["commands: python main.py COMMAND [flags] (python main.py COMMAND --help for each)"]
+    for name, build in COMMANDS.items():
+        if name != "train":
+            first = build().description.split(". ")[0].rstrip(".")
+            lines += textwrap.wrap(
+                first, 88, initial_indent=f"  {name:<10}", subsequent_indent=" " * 12
+            )
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

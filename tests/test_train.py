@@ -53,6 +53,17 @@ def test_the_console_shows_phases_and_epochs_not_raw_logs(trained):
     assert "Loading weights" not in console
 
 
+def test_help_names_every_command_with_what_it_does(capsys):
+    with pytest.raises(SystemExit):
+        main.main(["--help"])
+    shown = capsys.readouterr().out
+    assert "--batch-tokens" in shown and "--teacher" in shown
+    commands = shown[shown.index("commands:") :]
+    for name in set(main.COMMANDS) - {"train"}:
+        described = main.COMMANDS[name]().description.split()[:4]
+        assert f"  {name}  " in commands and " ".join(described) in " ".join(commands.split())
+
+
 def test_metrics_json_reports_the_run(model_dir):
     report = json.loads((model_dir / "metrics.json").read_text())
     test = report["test"]
