@@ -22,7 +22,7 @@ agreement of labels with PyTorch fp32 at the same reading. Every path runs `--ro
 (3), the paths taking turns, and each figure is its median over the rounds: on a shared
 2-core machine one path read 75 to 92 reviews/s within ten minutes, so paths measured once,
 one after another, compare moments as much as paths. Prints a markdown table and writes it,
-with each round's reviews/s, to benchmarks/results/inference.{md,json}.
+with each round's reviews/s, to benchmarks/results/inference.{md,json} (or `--out DIR`).
 """
 
 from __future__ import annotations
@@ -230,6 +230,9 @@ def main() -> int:
         help="default: every CPU path, and the GPU paths when PyTorch sees a CUDA GPU",
     )
     parser.add_argument("--rounds", type=int, default=3, help="runs of each path, in turns")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for inference.md and inference.json"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -258,9 +261,9 @@ def main() -> int:
     _, gold = reviews(args.data, args.reviews)
     markdown = table(rows, gold)
     print(markdown)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "inference.md").write_text(markdown + "\n")
-    (RESULTS / "inference.json").write_text(json.dumps(rows, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "inference.md").write_text(markdown + "\n")
+    (args.out / "inference.json").write_text(json.dumps(rows, indent=1))
     return 0
 
 
