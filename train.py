@@ -204,15 +204,16 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
         pooler.requires_grad_(False)
     if config.head_init == "probe":
         classifier_layer(model)  # a head the probe cannot fit stops the run now, not at epoch 0
-    processes = process_rank()[1]
-    per_step = (
-        f"up to {config.batch_tokens:,} tokens of like-length texts"
+    processes, accum = process_rank()[1], config.grad_accum
+    per_update = f"{processes} process{'es' if processes > 1 else ''} x {accum} steps per update"
+    batching = (
+        f"batches of like-length texts within {config.batch_tokens:,} tokens ({per_update})"
         if config.batch_tokens
-        else f"{config.batch_size} texts"
+        else f"batch {config.batch_size * processes * accum} ({config.batch_size} per step x "
+        f"{per_update})"
     )
     logger.info(
-        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, lr %g, batches of "
-        "%s per step x %d process%s x %d steps per update",
+        "Model %s (%.1fM parameters, %s pooling), %d tokens (%s), %g epochs, lr %g, %s",
         Path(config.model).name,
         model.num_parameters() / 1e6,
         config.pooling,
@@ -220,10 +221,7 @@ def prepare(config: TrainConfig, splits: dict[str, Any]) -> tuple[Any, Any]:
         config.truncation,
         config.epochs,
         config.learning_rate,
-        per_step,
-        processes,
-        "es" if processes > 1 else "",
-        config.grad_accum,
+        batching,
     )
     fit = {name: splits[name] for name in ("train", "validation")}  # the test split stays out
     return tokenizer, build_trainer(config, tokenizer, model, tokenize(fit, tokenizer, config))

@@ -132,3 +132,25 @@ def test_a_childs_peak_memory_is_its_own_not_its_parents():
     root = Path(__file__).parents[1]
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert 5 < int(child.stdout) < 300 < scale.peak_mb()
+
+
+def test_the_speed_benchmark_runs_as_documented_with_some_of_its_paths(
+    model_dir, data_dir, tmp_path
+):
+    """`python -m benchmarks.inference` from the repository root with no PYTHONPATH: each path
+    runs in a child process of its own, and a table without PyTorch fp32 says so."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    paths = ["pipeline", "onnx int8 (fused, served without AMX)"]
+    command = [sys.executable, "-m", "benchmarks.inference", "--model-dir", str(model_dir)]
+    command += ["--data", str(data_dir), "--reviews", "8", "--rounds", "1", "--paths", *paths]
+    root = Path(__file__).parents[1]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = (tmp_path / "inference.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == [f"| {path}" for path in paths]
+    assert all(line.endswith("| not measured |") for line in lines[2:])
+    assert lines[2].split(" | ")[3] == "1.00x"
