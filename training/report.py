@@ -5,7 +5,7 @@
 `report` is what `metrics.json` holds; `test_rows` has one entry per test review (text, label,
 probability of label 1, predicted label id, tokens before truncation, tokens read). Training
 writes these; the app reads the card's results section as a file, never through this module.
-About 365 lines, past the usual 350: most of it is the card's text, which reads best whole.
+About 400 lines, past the usual 350: most of it is the card's text, which reads best whole.
 """
 
 from __future__ import annotations
