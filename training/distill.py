@@ -74,6 +74,7 @@ def _same(value: Any) -> Any:
 
 
 def _flag(name: str, value: Any) -> str:
+    """The flag that sets `name` to `value`, as a user would type it."""
     if isinstance(value, tuple):
         return f"{flag(name)} {' '.join(value)}" if value else ""
     return f"{flag(name)} {value}" if value is not None else ""
@@ -125,10 +126,11 @@ def teacher_probabilities(teacher: str, texts: list[str]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-def with_targets(train: Any, unlabelled: list[str], teacher: str) -> Any:
+def with_targets(train: Any, unlabelled: list[str], teacher: str) -> tuple[Any, float]:
     """The training split with the unlabelled texts after it and a `soft_labels` column: what
     each text teaches, `TEACHER_WEIGHT` of the teacher's probabilities and the rest its true
-    label, or the teacher's alone for an unlabelled text (whose `label` is the teacher's)."""
+    label, or the teacher's alone for an unlabelled text (whose `label` is the teacher's); and
+    the share of training labels the teacher's top label agrees with."""
     from datasets import Dataset, concatenate_datasets
 
     texts = list(train["text"]) + unlabelled
