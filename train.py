@@ -30,7 +30,6 @@ from training.config import (
     as_saved,
     check_config,
     resolve_pooling,
-    split_seed,
 )
 from training.data import (
     fingerprint,
@@ -38,7 +37,7 @@ from training.data import (
     load_short_sets,
     short_reviews,
 )
-from training.distill import check_teacher, unlabelled_texts, with_targets
+from training.distill import check_teacher, distil
 from training.extra import build_splits
 from training.plots import truncated_share
 from training.probe import classifier_layer
@@ -252,20 +251,9 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             count["source"],
             *(f"{count[key]:,}" for key in ("rows", "train", "validation", "dropped")),
         )
-    unlabelled: list[dict[str, Any]] = []
+    distilled, unlabelled = None, []
     if teacher is not None:
-        evaluation = [*splits["validation"]["text"], *splits["test"]["text"]]
-        evaluation += [text for split in short_sets.values() for text in split["text"]]
-        texts, unlabelled = unlabelled_texts(config.unlabelled_data, evaluation, split_seed(config))
-        train_split, agreement = with_targets(splits["train"], texts, config.teacher)
-        splits = splits | {"train": train_split}
-        teacher = {
-            "folder": config.teacher,
-            "name": teacher["name"],
-            "base": teacher.get("base"),
-            "test_accuracy": teacher["test"]["accuracy"],
-            "agreement_with_training_labels": agreement,
-        }
+        splits, distilled, unlabelled = distil(config, teacher, splits, short_sets)
     sizes = {name: len(split) for name, split in splits.items()}
     logger.info(
         "Data %s: %s train, %s validation, %s test reviews (balanced)",
@@ -315,7 +303,7 @@ def run(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "calibration": calibration,
         "short": short,
         "test_truncated_share": truncated_share(rows["tokens"], config.max_length),
-        "teacher": teacher,
+        "teacher": distilled,
         "data": {"source": config.data, "extra": sources, "unlabelled": unlabelled}
         | sizes
         | {"sha256": fingerprint(splits)},

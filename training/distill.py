@@ -22,7 +22,7 @@ import numpy as np
 
 from training.config import LABELS, TrainConfig, UsageError, flag, saved_config, split_seed
 from training.data import DATA_SUFFIXES, read_file
-from training.extra import Overlap, parse_source
+from training.extra import Overlap, evaluation_texts, held_out_texts, parse_source
 from utils import has_words
 
 logger = logging.getLogger(__name__)
@@ -155,6 +155,25 @@ def with_targets(train: Any, unlabelled: list[str], teacher: str) -> tuple[Any, 
         len(unlabelled),
     )
     return merged.add_column("soft_labels", targets.tolist()), agree
+
+
+def distil(
+    config: TrainConfig, teacher: dict[str, Any], splits: dict[str, Any], short_sets: dict
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """`splits` with the training split the student learns (`with_targets`: the teacher's
+    targets, the unlabelled texts after it), what metrics.json and the card say of the
+    `teacher` (its metrics.json, `check_teacher`), and a row count per unlabelled source."""
+    evaluation = evaluation_texts(splits, held_out_texts(short_sets))
+    texts, counts = unlabelled_texts(config.unlabelled_data, evaluation, split_seed(config))
+    train, agreement = with_targets(splits["train"], texts, str(config.teacher))
+    summary = {
+        "folder": config.teacher,
+        "name": teacher["name"],
+        "base": teacher.get("base"),
+        "test_accuracy": teacher["test"]["accuracy"],
+        "agreement_with_training_labels": agreement,
+    }
+    return splits | {"train": train}, summary, counts
 
 
 def soft_cross_entropy(logits: Any, targets: Any) -> Any:

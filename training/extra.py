@@ -101,8 +101,7 @@ def add_extra(
     a row count per source for metrics.json and the model card."""
     from datasets import concatenate_datasets
 
-    evaluation = [*splits["validation"]["text"], *splits["test"]["text"], *held_out]
-    taken = Overlap(evaluation)
+    taken = Overlap(evaluation_texts(splits, held_out))
     rng = np.random.default_rng([seed, 11])  # its own stream: the IMDB draws stay as they are
     train, validation, counts = [], [], []
     for spec, extra in sources.items():
@@ -135,6 +134,17 @@ def add_extra(
         "train": merged("train", train).shuffle(seed=seed),
         "validation": merged("validation", validation),
     }, counts
+
+
+def evaluation_texts(splits: dict[str, Any], held_out: list[str]) -> list[str]:
+    """Every text a run is chosen, calibrated or tested on: its validation and test splits and
+    `held_out` (the --short-data sets' texts). Data added for training never copies one."""
+    return [*splits["validation"]["text"], *splits["test"]["text"], *held_out]
+
+
+def held_out_texts(short_sets: dict[str, Any]) -> list[str]:
+    """The texts of the --short-data sets, tested after training and never trained on."""
+    return [text for split in short_sets.values() for text in split["text"]]
 
 
 def validation_sources(validation: Any, counts: list[dict[str, Any]]) -> list[str]:
@@ -181,5 +191,4 @@ def build_splits(
     splits = make_splits(imdb, config)
     if not extra:
         return imdb, splits, []
-    held_out = [text for split in short_sets.values() for text in split["text"]]
-    return imdb, *add_extra(splits, extra, held_out, split_seed(config))
+    return imdb, *add_extra(splits, extra, held_out_texts(short_sets), split_seed(config))
