@@ -67,9 +67,10 @@ def _same(value: Any) -> Any:
     """A setting as compared: local paths resolved, so `../data` and `/work/data` agree."""
     if isinstance(value, tuple):
         return tuple(_same(item) for item in value)
-    if isinstance(value, str) and Path(value.rpartition(":")[0] or value).expanduser().exists():
-        name, rows = parse_source(value)
-        return (str(Path(name).expanduser().resolve()), rows)
+    if isinstance(value, str):
+        name, rows = parse_source(value)  # a FILE:ROWS source, or a plain path or name
+        if Path(name).expanduser().exists():
+            return (str(Path(name).expanduser().resolve()), rows)
     return value
 
 
