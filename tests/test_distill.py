@@ -54,6 +54,23 @@ def test_targets_are_half_the_teachers_probabilities_and_half_the_label(
     assert train_split["label"][n:] == teacher[n:].argmax(1).tolist()
 
 
+def test_a_second_student_reads_the_teachers_labels_from_the_cache(
+    model_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    texts = ["A warm, funny film.", "Two hours I will never get back."]
+    first = distill.teacher_probabilities(str(model_dir), texts)
+    assert len(list((tmp_path / "cache" / "teacher-labels").glob("*.npy"))) == 1
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher was loaded again")
+
+    monkeypatch.setattr("serving.classifier.load", no_teacher)
+    assert distill.teacher_probabilities(str(model_dir), texts) == pytest.approx(first)
+    with pytest.raises(AssertionError, match="loaded again"):  # other texts: labelled afresh
+        distill.teacher_probabilities(str(model_dir), texts[:1])
+
+
 def test_the_students_loss_is_against_the_soft_targets(
     model_dir, base_model, data_dir, unlabelled_file, tmp_path
 ):
