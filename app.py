@@ -31,10 +31,9 @@ from PIL import Image
 import infer
 from serving import batch, explain, feedback
 from serving.gpu import gpu_task
-from serving.guard import MAX_UPLOAD
 from serving.model_folder import results_section
 from serving.page import CSS, DESCRIPTION, EXAMPLES, SENTENCE_COLORS, TITLE, VERDICT_COLORS
-from serving.server import MAX_QUEUE, MODEL_LOCK, serve
+from serving.server import MAX_QUEUE, MAX_UPLOAD, MODEL_LOCK, serve
 from serving.words import details
 from utils import CARD_FILE, CONFUSION_PLOT, top_label
 

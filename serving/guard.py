@@ -1,13 +1,16 @@
-"""What the server refuses before the app sees a request: oversized bodies, closed routes.
+"""What the server does to every request that no library does for it: closed routes, 405 with
+`Allow`, the one error shape for a body too large, and security headers.
 
-An ASGI middleware around the whole server (REST routes and the mounted Gradio app):
+An ASGI middleware around the whole server (REST routes and the mounted Gradio app). The body
+limits themselves are Starlette's (`FastAPI(max_body_size=...)`, per route in `server.py`):
 
-- a body over its route's cap gets 413 before more than the cap is read: a declared
-  Content-Length is checked first, and a chunked body is read into memory only up to the cap;
 - routes a public demo must not serve get 404: Gradio's live-reload stream (`/dev/reload`,
   a development tool) and the monitoring dashboard;
 - a method a REST path does not serve gets 405 and an `Allow` header (RFC 9110, 15.5.6),
   where the page mounted at `/` would answer 404;
+- a 413 says what to send instead, as `{"detail": ...}` like every other refusal, and is sent
+  only once the client has finished sending: a client that writes its whole body before it
+  reads (Python's urllib) otherwise meets a closed socket, "Broken pipe", not the answer;
 - every response carries headers that stop content sniffing and framing by other sites
   (Hugging Face Spaces shows the app in a frame, so huggingface.co may frame it).
 """
@@ -15,23 +18,14 @@ An ASGI middleware around the whole server (REST routes and the mounted Gradio a
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Collection, Mapping
 
-from serving.checks import MAX_REVIEW_CHARS
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-# Bytes per request body. A 100,000-character review (checks.MAX_REVIEW_CHARS) is 100 KB as
-# ASCII and up to 600 KB JSON-escaped; 1 MiB leaves room for the request's other fields.
-MAX_BODY = 1024 * 1024
-# Bytes per uploaded file, and the form around it.
-MAX_UPLOAD = 2 * 1024 * 1024
-UPLOAD_PATHS = ("/gradio_api/upload",)
+# Bytes of a refused body read and dropped before its 413 is sent. Reading 16 MiB on loopback
+# takes milliseconds; past it (a declared length above, or a stream that goes on), the answer
+# goes out at once and the connection closes, as it must for a client that never stops.
+MAX_DRAIN = 16 * 1024 * 1024
 CLOSED_PREFIXES = ("/gradio_api/dev/", "/monitoring", "/gradio_api/monitoring")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -44,17 +38,18 @@ SECURITY_HEADERS = [
 
 
 class Guard:
-    """ASGI middleware: `app = Guard(app)`, or `fastapi_app.add_middleware(Guard)`."""
+    """ASGI middleware around the whole app, outside Starlette's body limits (so it reads
+    what they refused): `app = Guard(app)`."""
 
     def __init__(
         self,
         app: ASGIApp,
-        max_body: int = MAX_BODY,
-        max_upload: int = MAX_UPLOAD,
         methods: Mapping[str, Collection[str]] | None = None,
+        too_large: str = "The request body is too large.",
     ):
-        """`methods`: the methods each path of the REST API serves (others get 405)."""
-        self.app, self.max_body, self.max_upload = app, max_body, max_upload
+        """`methods`: the methods each path of the REST API serves (others get 405);
+        `too_large`: what a 413 says, naming the limits the server set."""
+        self.app, self.too_large = app, too_large
         self.methods = dict(methods or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,64 +65,51 @@ class Guard:
             allow = ", ".join(sorted(allowed))
             await _reply(send, 405, f"{path} takes {allow} only.", [(b"allow", allow.encode())])
             return
-        cap = self.max_upload if path.startswith(UPLOAD_PATHS) else self.max_body
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > cap):
-            await _reply(send, 413, _too_large(cap))
+        body = _Body(receive, scope)
+        await self.app(scope, body.receive, _Answer(send, body, self.too_large).send)
+
+
+class _Body:
+    """The request's `receive`, noting whether the client has sent its whole body."""
+
+    def __init__(self, receive: Receive, scope: Scope) -> None:
+        self._receive, self.done = receive, False
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        self.declared = int(declared) if declared.isdigit() else None
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.done = True
+        return message
+
+    async def drain(self) -> None:
+        """Read and drop the rest of the body, up to `MAX_DRAIN` bytes."""
+        if self.declared is not None and self.declared > MAX_DRAIN:
             return
-        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
-            body = await _read_capped(receive, cap)
-            if body is None:
-                await _reply(send, 413, _too_large(cap))
-                return
-            receive = _replay(body, receive)
-        await self.app(scope, receive, _with_headers(send))
+        dropped = 0
+        while not self.done and dropped <= MAX_DRAIN:
+            dropped += len((await self.receive()).get("body", b""))
 
 
-def _too_large(cap: int) -> str:
-    return (
-        f"The request is larger than {cap // 1024:,} KiB: send one review of at most "
-        f"{MAX_REVIEW_CHARS:,} characters, or fewer reviews per request."
-    )
+class _Answer:
+    """The app's `send`, with security headers on every response; a 413 is replaced by the one
+    error shape, sent after the body is drained."""
 
+    def __init__(self, send: Send, body: _Body, too_large: str) -> None:
+        self._send, self.body, self.too_large, self.replaced = send, body, too_large, False
 
-async def _read_capped(receive: Receive, cap: int) -> bytes | None:
-    """A chunked body read whole, or None as soon as it passes `cap` bytes."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the app the body already read, then waits on the client."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-def _with_headers(send: Send) -> Send:
-    async def send_with_headers(message: Message) -> None:
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 413:
+            self.replaced = True
+            await self.body.drain()
+            await _reply(self._send, 413, self.too_large)
+            return
+        if self.replaced:  # the body of the 413 replaced above
+            return
         if message["type"] == "http.response.start":
             message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
-        await send(message)
-
-    return send_with_headers
+        await self._send(message)
 
 
 async def _reply(

@@ -30,8 +30,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serving import classifier as infer
 from serving import gpu
 from serving.checks import MAX_REVIEW_CHARS
-from serving.guard import MAX_BODY, MAX_UPLOAD, Guard
+from serving.guard import Guard
 
+# Bytes per request body, enforced by Starlette (guard.py answers its 413). A 100,000-character
+# review (checks.MAX_REVIEW_CHARS) is 100 KB as ASCII and up to 600 KB JSON-escaped; 1 MiB
+# leaves room for the request's other fields. The page's uploads take a 2 MiB file and its form.
+MAX_BODY = 1024 * 1024
+MAX_UPLOAD = 2 * 1024 * 1024
 MAX_QUEUE = 64  # waiting requests, page and REST alike; past this, a fast "busy" answer
 MAX_TEXTS = 64  # reviews per REST request; more go in several requests
 # One forward pass at a time, page and REST alike: on 2 cores, two at once each run at half
@@ -102,17 +107,23 @@ REFUSALS = {
 }
 
 
-def build_server(demo: gr.Blocks, model_dir: Path, css: str = "") -> FastAPI:
+def build_server(demo: gr.Blocks, model_dir: Path, css: str = "") -> Guard:
     """The whole server: REST routes, the page mounted at `/`, all behind `guard.Guard`."""
     api = FastAPI(
         title="Movie review sentiment API",
         description="Classify movie reviews as positive or negative.",
+        max_body_size=MAX_UPLOAD,  # the largest any route takes: the page's uploads
     )
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(StarletteHTTPException, _refused)  # FastAPI's 400 is Starlette's
     waiting = 0
 
-    @api.post("/api/v1/predict", response_model=PredictResponse, responses=REFUSALS)
+    @api.post(
+        "/api/v1/predict",
+        response_model=PredictResponse,
+        responses=REFUSALS,
+        max_body_size=MAX_BODY,
+    )
     async def predict(request: PredictRequest) -> PredictResponse:
         """Label probabilities for each review, with the same model and calibration as the
         page. 422: a review that cannot be read; 413: too big; 503: busy or no model."""
@@ -147,11 +158,7 @@ def build_server(demo: gr.Blocks, model_dir: Path, css: str = "") -> FastAPI:
             return JSONResponse({"status": "unavailable", "detail": error.detail}, 503)
         return Health(status="ok", labels=list(classifier.labels))
 
-    # Added last, it still runs first; it knows the REST routes by now.
-    methods = {route.path: route.methods for route in api.routes if isinstance(route, APIRoute)}
-    api.add_middleware(Guard, methods=methods)
-
-    return gr.mount_gradio_app(
+    gr.mount_gradio_app(
         api,
         demo,
         path="/",
@@ -161,6 +168,15 @@ def build_server(demo: gr.Blocks, model_dir: Path, css: str = "") -> FastAPI:
         enable_monitoring=False,
         max_file_size=MAX_UPLOAD,
     )
+    # Around everything, Starlette's body limits included: it answers their 413 once the
+    # client has sent its body, reading what the limits refused to read.
+    methods = {route.path: route.methods for route in api.routes if isinstance(route, APIRoute)}
+    too_large = (
+        f"The request body is too large: send one review of at most {MAX_REVIEW_CHARS:,} "
+        f"characters, or fewer reviews per request (the REST API reads {MAX_BODY // 2**20} MiB "
+        f"a request, file uploads {MAX_UPLOAD // 2**20} MiB)."
+    )
+    return Guard(api, methods=methods, too_large=too_large)
 
 
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
