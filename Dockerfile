@@ -11,7 +11,7 @@ USER user
 ENV HOME=/home/user PATH=/home/user/.local/bin:$PATH PYTHONUNBUFFERED=1 \
     GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=7860
 WORKDIR /home/user/app
-COPY --chown=user requirements-serve.txt .
+COPY --chown=user requirements.txt requirements-serve.txt ./
 RUN pip install --no-cache-dir --user -r requirements-serve.txt
 COPY --chown=user app.py infer.py utils.py pooling.py ./
 COPY --chown=user serving/ serving/
