@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 # Every dropout layer of the base model and head, attention included, while training. No
 # dropout and the fitted head scored 0.59 ± 0.32 points above dropout 0.1 and a random head,
-# best of 17 recipes (benchmarks/README.md, "Recipe search"); steps without masks are cheaper.
+# best of 17 recipes (benchmarks/NOTES.md, "Recipe search"); steps without masks are cheaper.
 DROPOUT = 0.0
 
 

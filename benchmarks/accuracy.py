@@ -1,9 +1,8 @@
 """Accuracy benchmark on real IMDB data: which recipe reads reviews best for its compute.
 
-    python -m benchmarks.accuracy --model "$(../shared/tools/pretrained-encoder.sh)" \
-        --data ../shared/data/imdb                      # every cell, in protocol order
+    python -m benchmarks.accuracy --model BASE --data IMDB   # every cell, in protocol order
     python -m benchmarks.accuracy ... --cells default head --seeds 42 43
-    python -m benchmarks.accuracy ... --short ../shared/data/short   # short sets read too
+    python -m benchmarks.accuracy ... --short SHORT   # short sets read too
 
 Each cell fine-tunes the base model on a stratified subset of the training split and tests it
 on one fixed, stratified sample of test reviews (the same for every cell). A finished cell is
@@ -16,7 +15,7 @@ chosen on, never trained on). Cells marked `protocol=False` (the learning curve 
 reviews: hours on a CPU) run only when `--cells` names them.
 
 Each cell is `main.py` as shipped with some of its flags changed. Cells of earlier recipes,
-whose settings the library no longer has, are in `results/history/` (benchmarks/README.md).
+whose settings the library no longer has, are in `results/history/` (benchmarks/NOTES.md).
 
 About 470 lines, past the usual 350, kept as one file: the protocol's cells, one cell's run,
 and the CSV, table and plot it keeps are one script a reader follows top to bottom.

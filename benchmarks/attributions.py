@@ -1,6 +1,6 @@
 """How long the app's "Why?" takes, and how many integrated-gradient steps it needs.
 
-    python -m benchmarks.attributions --model-dir model --data ../shared/data/imdb
+    python -m benchmarks.attributions --model-dir model --data IMDB
 
 On the IMDB test review nearest 300 words: seconds for `explain.word_scores` (after one warm-up
 call that loads the PyTorch weights), and, against 32 steps, the Spearman correlation of word

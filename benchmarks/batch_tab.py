@@ -1,6 +1,6 @@
 """The page's "Whole files" tab against `infer` on the same reviews.
 
-    python -m benchmarks.batch_tab --model-dir model --data ../shared/data/imdb --reviews 1000
+    python -m benchmarks.batch_tab --model-dir model --data IMDB --reviews 1000
 
 Writes the benchmark's balanced IMDB test reviews to a CSV, uploads it to the page's
 `/classify_file` (`python app.py` in its own process, as `load.py` starts it, driven through

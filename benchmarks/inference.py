@@ -1,6 +1,6 @@
 """How fast each serving path reads reviews on this CPU, against `transformers.pipeline`.
 
-    python -m benchmarks.inference --model-dir model --data ../shared/data/imdb
+    python -m benchmarks.inference --model-dir model --data IMDB
 
 One published model folder, the same balanced IMDB test reviews (default 1,000, drawn as
 `accuracy.py` draws its fixed sample), the same 256-token reading. Each path runs in its own

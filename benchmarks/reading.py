@@ -1,6 +1,6 @@
 """How a trained model should read long reviews, chosen on reviews it never saw, not the test set.
 
-    python -m benchmarks.reading --model-dir model --data ../shared/data/imdb --reviews 3000
+    python -m benchmarks.reading --model-dir model --data IMDB --reviews 3000
     python -m benchmarks.reading ... --split test --reviews 0 --strategies head+tail sliding
 
 Tests one published model with each way of reading (`utils.STRATEGIES`) on the same reviews

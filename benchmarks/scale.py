@@ -1,10 +1,9 @@
 """Scoring files as large as a shop's reviews: `infer.py --input` (serving/stream.py) against
 `classify` on an in-memory list of the same rows, and Ray Data with 1 and 2 actors.
 
-    M=model; D=../shared/data
-    python -m benchmarks.scale --model-dir $M --data $D/imdb --rows 25000 --paths list stream \
+    python -m benchmarks.scale --model-dir model --data IMDB --rows 25000 --paths list stream \
         ray1 ray2
-    python -m benchmarks.scale --model-dir $M --data $D/imdb --rows 250000 --paths stream
+    python -m benchmarks.scale --model-dir model --data IMDB --rows 250000 --paths stream
 
 The rows are IMDB's test reviews, repeated to `--rows`, in a parquet file with an id column.
 Each path runs in a fresh process: rows/s count the scoring alone (the model is loaded

@@ -1,7 +1,6 @@
 """How trained models read short reviews, the kind visitors type, beside IMDB's long ones.
 
-    python -m benchmarks.short_reviews --models model other-model --data ../shared/data/imdb \
-        --short ../shared/data/short
+    python -m benchmarks.short_reviews --models model other-model --data IMDB --short SHORT
 
 For each model folder, served as `infer.load` serves it (its backend and calibration): the
 benchmark's fixed 2,000 IMDB test reviews and each short-review set, with a set's `kind` column

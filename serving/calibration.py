@@ -11,7 +11,7 @@ one window and reviews read in several, tempers each text's served probability
 (`served_probabilities`), so it never changes which label wins. Training fits it on held-out
 training-split data, never the test split (`training/scoring.calibrated` chooses the texts).
 
-Measured on the default model (benchmarks/README.md): the short temperature fitted on
+Measured on the default model (benchmarks/NOTES.md): the short temperature fitted on
 snippets alone (10.8) left short answers under-confident (ECE 0.063 and 0.083 on the short
 dev sets), on short reviews alone (4.6) over-confident on Rotten Tomatoes (0.077); on both,
 7.1: 0.044 and 0.025. One temperature for all reviews left IMDB's ECE at 0.036; reviews read
@@ -137,7 +137,7 @@ def fit(
     most `short_tokens` tokens, one for the longer read in one window, one for those read in
     several. `groups` names the kind of each text (whole reviews, snippets, each extra source):
     each kind weighs the same in the unsure threshold, so 2,700 easy phrases cannot set the
-    band for every review (measured: benchmarks/README.md, "Typed reviews")."""
+    band for every review (measured: benchmarks/NOTES.md, "Typed reviews")."""
     logits, encoded = classifier.window_logits(texts, 32)
     owner, labels = np.asarray(encoded["review"]), np.asarray(labels)
     groups = ["texts"] * len(texts) if groups is None else list(groups)

@@ -30,7 +30,7 @@ SHORT_TOKENS = Calibration.short_tokens  # 64 with [CLS] and [SEP]: what visitor
 MANIFEST_FILE = "model_quantized.json"
 # What the ONNX file is made from; a change to either makes it stale.
 SOURCE_FILES = ("model.safetensors", "config.json")
-# What runs the ONNX graphs. On 2 cores with AMX (benchmarks/README.md, "Serving speed"),
+# What runs the ONNX graphs. On 2 cores with AMX (benchmarks/NOTES.md, "Serving speed"),
 # OpenVINO reads the fp32 graph in bfloat16 on the matrix units: a 400-word review's three
 # windows in 23 ms against ONNX Runtime INT8's 37, a 20-word one in 1.6 ms against 3.6, every
 # label of 1,000 IMDB test reviews as fp32's (probabilities within 0.006). Without AMX, bfloat16
@@ -97,7 +97,7 @@ class OnnxModel:
         self.runtime = runtime
         # INT8 quantizes a call's activations with one scale for the whole batch, so a review's
         # answer would depend on its batch mates (by up to 0.11 in probability,
-        # benchmarks/README.md): one window per call keeps it the same alone or in a file, at
+        # benchmarks/NOTES.md): one window per call keeps it the same alone or in a file, at
         # the same speed on 2 cores (79 reviews/s, against 82 in batches of 8). bfloat16 has no
         # such scale: batches of 16 read 159 reviews/s against 129 one by one, each of 1,000
         # probabilities within 0.005 of the review's alone (mean 0.00005).

@@ -28,7 +28,7 @@ from serving.batch import classify_rows
 
 SUFFIXES = (".csv", ".jsonl", ".parquet")
 # Rows per chunk: the classifier sorts a chunk's reviews by length, so long chunks pad little
-# (throughput within a few percent of one in-memory list, benchmarks/README.md); 4,096 IMDB
+# (throughput within a few percent of one in-memory list, benchmarks/NOTES.md); 4,096 IMDB
 # reviews are about 5 MB of text.
 CHUNK_ROWS = 4096
 MANIFEST = "manifest.json"
@@ -70,7 +70,7 @@ def read_chunks(source: Path, column: str, rows: int = CHUNK_ROWS) -> Iterator[p
 
         # A streamed read, page by page: the default reads a whole row group at once, and a
         # file written in one call is one row group (250,000 IMDB reviews: 325 MB of text, a
-        # 364 MB peak to read it against 169 MB this way; benchmarks/README.md).
+        # 364 MB peak to read it against 169 MB this way; benchmarks/NOTES.md).
         reader = pq.ParquetFile(source, buffer_size=1 << 20, pre_buffer=False)
         batches = reader.iter_batches(batch_size=rows, use_threads=False)
         chunks: Any = (batch.to_pandas() for batch in batches)
@@ -138,7 +138,7 @@ def score_file(
 def release_free_memory() -> None:
     """Hand the memory the last chunk freed back to the system. glibc keeps freed memory for
     reuse, but chunks' texts, token windows and frames differ in size, so the kept memory
-    fragments and the resident set creeps up chunk after chunk (benchmarks/README.md). A
+    fragments and the resident set creeps up chunk after chunk (benchmarks/NOTES.md). A
     no-op where the C library is not glibc."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)

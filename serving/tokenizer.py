@@ -1,5 +1,5 @@
 """A model folder's tokenizer read from its tokenizer.json with the `tokenizers` library alone:
-the serving install needs no transformers (127 MB; benchmarks/README.md, "Serving install
+the serving install needs no transformers (127 MB; benchmarks/NOTES.md, "Serving install
 size"). It answers the calls serving makes, with the ids transformers' fast tokenizer gives
 (tests/test_infer.py compares both).
 

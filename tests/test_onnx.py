@@ -23,7 +23,7 @@ from training import export
 REVIEWS = [*make_frame(20, seed=7)["text"], "great", "awful dull", "the film"]
 # INT8 weights move each calibrated probability by at most this much on REVIEWS (measured
 # with the tiny model: 0.013 at most, 0.0003 on average; the real model's figures are in
-# benchmarks/README.md). Windows of at most 64 tokens are served in fp32.
+# benchmarks/NOTES.md). Windows of at most 64 tokens are served in fp32.
 TOLERANCE = 0.03
 
 

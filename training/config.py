@@ -171,7 +171,7 @@ class TrainConfig:
         default=2, metadata={"help": "device steps per optimizer update (effective batch 4)"}
     )
     # tokens, padded (texts x the longest): 2,048 holds 8 reviews of 256 tokens or about 100
-    # sentences of 20. Steps of 2 short sentences waste the step (benchmarks/README.md).
+    # sentences of 20. Steps of 2 short sentences waste the step (benchmarks/NOTES.md).
     batch_tokens: int = field(
         default=0,
         metadata={
@@ -333,7 +333,7 @@ SENTENCE_MARKERS = ("modules.json", "config_sentence_transformers.json", "1_Pool
 
 def resolve_pooling(config: TrainConfig) -> TrainConfig:
     """`config` with `--pooling auto` made explicit: `mean` for a base pretrained with mean
-    pooling (all-MiniLM-L6-v2: 87.0% against 85.8% with its own head, benchmarks/README.md),
+    pooling (all-MiniLM-L6-v2: 87.0% against 85.8% with its own head, benchmarks/NOTES.md),
     `cls` otherwise, so `distilbert-base-uncased` gives a folder any `pipeline()` loads."""
     if config.pooling != "auto":
         return config

@@ -244,7 +244,7 @@ def snippets(texts: list[str], labels: list[int], per_review: int, seed: int) ->
     Reviews are labelled as a whole, so a snippet of a positive review may be a neutral plot
     line or a complaint. Calibration fits its short-text temperature on them
     (`serving/calibration.py`); training on them lowered accuracy on short reviews
-    (benchmarks/README.md).
+    (benchmarks/NOTES.md).
     """
     rng = np.random.default_rng([seed, 7])  # its own stream: the splits' draws stay as they are
     out: dict[str, list] = {"text": [], "label": []}

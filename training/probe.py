@@ -5,7 +5,7 @@ features of the training reviews, then fine-tuned with the rest (Kumar et al. 20
     trainer.add_callback(probe_head(train_split, collator, batch_size=32))
 
 On 2,000 held-out training reviews over six seeds, this start and no dropout scored 0.59 ± 0.32
-points above a random head (benchmarks/README.md, "Recipe search"). The fit costs one pass over
+points above a random head (benchmarks/NOTES.md, "Recipe search"). The fit costs one pass over
 the training reviews, at most `PROBE_TEXTS` of them drawn at random: 35 to 38 s for 1,000 on 2
 cores, counted in the training time.
 """
