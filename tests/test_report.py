@@ -16,7 +16,7 @@ from PIL import Image
 import app
 import infer
 import main
-from training.report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS, card_body, display_name
+from training.report import CARD_FILE, ERRORS_COLUMNS, ERRORS_FILE, PLOTS, display_name, model_card
 
 TIMING = ("seconds", "reviews_per_second")
 
@@ -95,13 +95,13 @@ def test_model_card_metadata_matches_metrics_json(model_dir):
 
 
 def test_model_card_says_how_the_model_reads_long_reviews(model_dir):
-    body = card_body(metrics(model_dir))
+    body = model_card(metrics(model_dir))
     assert "cut long reviews by `head+tail`" in body
     assert "reads long reviews by `sliding`" in body and "in 32-token windows" in body
 
 
 def test_model_card_shows_no_path_of_this_machine(model_dir, base_model, data_dir):
-    body = card_body(metrics(model_dir))
+    body = model_card(metrics(model_dir))
     assert str(base_model) not in body and str(data_dir) not in body
     assert f"`{base_model.name}`" in body
     assert display_name("distilbert-base-uncased") == "distilbert-base-uncased"

@@ -5,7 +5,7 @@
 `report` is what `metrics.json` holds; `test_rows` has one entry per test review (text, label,
 probability of label 1, predicted label id, tokens before truncation, tokens read). Training
 writes these; the app reads the card's results section as a file, never through this module.
-About 400 lines, past the usual 350: most of it is the card's text, which reads best whole.
+The card's prose is a template, `model_card.md`; this module fills it.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ ERRORS_COLUMNS = ("text", "true_label", "predicted_label", "confidence", "tokens
 REWRITTEN_FILES = frozenset(
     {*PLOTS.values(), ERRORS_FILE, CARD_FILE, CALIBRATION_FILE, "metrics.json"}
 )
+CARD_TEMPLATE = Path(__file__).with_name("model_card.md")
 METRIC_NAMES = {
     "accuracy": "Accuracy",
     "precision": "Precision",
@@ -101,8 +102,37 @@ def write_errors(rows: dict[str, Any], labels: list[str], path: Path) -> None:
 
 
 def model_card(report: dict[str, Any]) -> str:
-    """A Hub model card: YAML front matter with a `model-index`, then results, settings, use."""
-    return f"---\n{card_metadata(report).to_yaml()}\n---\n\n{card_body(report)}"
+    """A Hub model card: YAML front matter with a `model-index`, then results, settings, use;
+    the prose is `model_card.md` beside this file, a Jinja template of `huggingface_hub`."""
+    from huggingface_hub import ModelCard
+
+    config = report["config"]
+    shown = config | {key: display_name(config[key]) for key in ("model", "data", "output_dir")}
+    shown["extra_data"] = ", ".join(map(display_name, config["extra_data"])) or "none"
+    card = ModelCard.from_template(
+        card_metadata(report),
+        template_path=str(CARD_TEMPLATE),
+        name=report["name"],
+        labels=report["labels"],
+        base=display_name(config["model"]),
+        base_size=base_size(report),
+        config=config,
+        data=report["data"],
+        test=report["test"],
+        train=report["train"],
+        validation=report["validation"],
+        versions=report["versions"],
+        max_length=report["max_length"],
+        settings=shown,
+        remote_code=config["pooling"] == "mean",
+        results_heading=RESULTS_HEADING,
+        trained_on=trained_on(report["data"]),
+        distilled_from=distilled_from(report),
+        results_table=results_table(report),
+        calibration_section=calibration_section(report),
+        reading=reading(config, report["max_length"], report["test_truncated_share"]),
+    )
+    return str(card) + "\n"
 
 
 def card_metadata(report: dict[str, Any]) -> Any:
@@ -116,7 +146,9 @@ def card_metadata(report: dict[str, Any]) -> Any:
             task_type="text-classification",
             task_name="Sentiment Analysis",
             dataset_type=hub_data or Path(data["source"]).name,
-            dataset_name="IMDB" if "imdb" in data["source"].lower() else data["source"],
+            dataset_name="IMDB"
+            if "imdb" in data["source"].lower()
+            else display_name(data["source"]),
             dataset_split="test",
             metric_type=key,
             metric_name=name,
@@ -167,89 +199,6 @@ def results_table(report: dict[str, Any]) -> str:
 
 def _loss(baseline: dict[str, Any] | None) -> str:
     return f"{baseline['log_loss']:.3f}" if baseline else "not measured"
-
-
-# Why the card's pipeline call needs remote code, for models that mean-pool.
-POOLING_NOTE = """
-The classifier reads the mean of the encoder's token states, a head that transformers does not
-ship: `pooling.py` in this folder defines it, and `trust_remote_code=True` lets transformers
-run that file. Read it before you trust it.
-"""
-
-
-def card_body(report: dict[str, Any]) -> str:
-    config, data, test, val = report["config"], report["data"], report["test"], report["validation"]
-    base = display_name(config["model"])
-    cut, share = report["max_length"], report["test_truncated_share"]
-    shown = config | {key: display_name(config[key]) for key in ("model", "data", "output_dir")}
-    shown["extra_data"] = ", ".join(map(display_name, config["extra_data"])) or "none"
-    settings = "\n".join(f"| `{key}` | {value} |" for key, value in shown.items())
-    remote_code = config["pooling"] == "mean"
-    remote = ", trust_remote_code=True" if remote_code else ""
-    strategy = config["inference_truncation"]
-    return f"""# {report["name"]}
-
-Sentiment of English movie reviews: **{" or ".join(report["labels"])}**. Fine-tuned from
-`{base}`{base_size(report)} on {data["train"]:,} training texts, with the best of
-{config["epochs"]:g} epochs chosen by F1 on {data["validation"]:,} held-out training texts
-(epoch {val["epoch"]:g}: validation F1 {val["f1"]:.1%}). The test split was used once, after
-training.
-
-{RESULTS_HEADING}
-
-{trained_on(data)}
-
-{distilled_from(report)}
-On {test["reviews"]:,} test reviews (balanced, drawn with seed {config["seed"]}; text hash
-`{data["sha256"]["test"][:12]}`). The baseline is `{base}` with its new, untrained classification
-head on the same reviews.
-
-{results_table(report)}
-
-![Confusion matrix](confusion_matrix.png)
-
-{calibration_section(report)}
-
-Training took {report["train"]["seconds"]:.0f} s ({report["train"]["reviews_per_second"]:.1f}
-reviews/s); testing ran at {test["reviews_per_second"]:.1f} reviews/s. Plots: `loss.png`,
-`validation_metrics.png`, `review_lengths.png`, `reliability.png`; misclassified reviews:
-`errors.csv`.
-
-## Training settings
-
-| setting | value |
-| --- | --- |
-{settings}
-
-Versions: {", ".join(f"{k} {v}" for k, v in report["versions"].items())}.
-
-## Intended use and limitations
-
-- For English movie and TV reviews like IMDB's. Other domains (products, tweets) and other
-  languages are outside what it was tested on, and a line or two gives it less to go on.
-- {reading(config, cut, share)}
-- IMDB labels come from star ratings (1-4 negative, 7-10 positive); neutral reviews were left
-  out, so mixed or lukewarm reviews get confident but arbitrary labels. Sarcasm often fools it.
-- It learns the biases of IMDB reviewers; do not use it to judge people.
-
-## How to use
-
-```python
-from transformers import pipeline
-
-classifier = pipeline("text-classification", model="path/to/this/folder"{remote})  # or the Hub id
-classifier("A moving, beautifully acted film.")
-# [{{'label': 'POSITIVE', 'score': ...}}]
-```
-{POOLING_NOTE if remote_code else ""}
-
-The pipeline reads the first {cut} tokens of a review only, and gives the model's raw
-probabilities: `calibration.json` holds the temperatures that make them honest and the
-threshold below which a review is mixed or unclear, which `infer.py` applies. Training
-removed IMDB's `<br />` tags and cut long reviews by `{config["truncation"]}`; `infer.py`
-from the project removes the tags too, reads long reviews by `{strategy}`, and reports how
-many tokens of each review it read.
-"""
 
 
 def distilled_from(report: dict[str, Any]) -> str:
