@@ -92,7 +92,7 @@ def word_view(text: Any, model_dir: Path) -> list[tuple[str, float | None]]:
     text = readable_review(text)
     classifier = classifier_or_error(model_dir)
     with MODEL_LOCK:
-        scores = explain.word_scores(classifier, text, model_dir)
+        scores = explain.word_scores(classifier, text)
     # Gradio paints a score above 0 red and below 0 purple; negated, red reads as negative.
     # Spaces between words, unscored, so the text reads as typed.
     spaced: list[tuple[str, float | None]] = []

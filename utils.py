@@ -147,6 +147,7 @@ def encode(
     texts: Sequence[str],
     strategy: str = "head",
     head_fraction: float = HEAD_FRACTION,
+    spans: bool = False,
 ) -> dict[str, list]:
     """Clean and tokenize `texts`, each cut to the tokenizer's `model_max_length` by `strategy`.
 
@@ -154,6 +155,8 @@ def encode(
     comes from), and per text `tokens` (its length, special tokens included), `read` (how
     many of those the windows cover) and `chars` (its length in characters as given: past
     `MAX_CHARS`, the rest is not tokenized). Only `sliding` gives a text more than one window.
+    With `spans`, also `spans` per window: each token's (start, end) in the cleaned text, None
+    for the special tokens around it (what "Why?" maps back to words).
 
     >>> encode(tokenizer, ["A fine film."])  # doctest: +SKIP
     {'input_ids': [[101, 1037, 2986, 2143, 1012, 102]], 'attention_mask': [[1, 1, 1, 1, 1, 1]],
@@ -163,23 +166,31 @@ def encode(
     texts = [clean_text(t) for t in texts]
     # "[CLS]" or "[SEP]" typed in a review is text, not a marker the model reads as structure.
     encoded = tokenizer(
-        texts, return_special_tokens_mask=True, split_special_tokens=True, verbose=False
+        texts,
+        return_special_tokens_mask=True,
+        return_offsets_mapping=spans,
+        split_special_tokens=True,
+        verbose=False,
     )
     out: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "review")}
-    out |= {"tokens": [], "read": [], "chars": chars}
-    for index, (ids, special) in enumerate(
-        zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True)
+    out |= {"tokens": [], "read": [], "chars": chars} | ({"spans": []} if spans else {})
+    offsets = encoded["offset_mapping"] if spans else [None] * len(texts)
+    for index, (ids, special, offset) in enumerate(
+        zip(encoded["input_ids"], encoded["special_tokens_mask"], offsets, strict=True)
     ):
         # Special tokens wrap the text ([CLS] ... [SEP] for BERT); each window gets them too.
         lead = next((i for i, flag in enumerate(special) if not flag), len(ids))
         trail = next((i for i, flag in enumerate(reversed(special)) if not flag), 0)
         prefix, body, suffix = ids[:lead], ids[lead : len(ids) - trail], ids[len(ids) - trail :]
         budget = tokenizer.model_max_length - len(prefix) - len(suffix)
-        pieces = windows(body, budget, strategy, head_fraction)
+        pieces = windows(range(len(body)), budget, strategy, head_fraction)  # token positions
         for piece in pieces:
-            out["input_ids"].append(prefix + piece + suffix)
+            out["input_ids"].append(prefix + [body[i] for i in piece] + suffix)
             out["attention_mask"].append([1] * (len(prefix) + len(piece) + len(suffix)))
             out["review"].append(index)
+            if spans:
+                read = [tuple(offset[lead + i]) for i in piece]
+                out["spans"].append([None] * len(prefix) + read + [None] * len(suffix))
         out["tokens"].append(len(ids))
         covered = len(body) if strategy == "sliding" else len(pieces[0])
         out["read"].append(len(prefix) + covered + len(suffix))

@@ -31,13 +31,13 @@ def main() -> int:
     texts = data.load_data(args.data)["test"]["text"]
     text = min(texts, key=lambda t: abs(len(t.split()) - args.words))
     classifier = infer.load(args.model_dir)
-    explain.word_scores(classifier, "A warm-up review.", args.model_dir)
+    explain.word_scores(classifier, "A warm-up review.")
     print(f"{len(text.split())} words, served by {classifier.backend}\n")
     print("| steps | seconds | Spearman vs 32 | top-10 overlap |\n| ---: | ---: | ---: | ---: |")
     reference = None
     for steps in (32, 16, 8, 6, 4):
         started = time.perf_counter()
-        scored = explain.word_scores(classifier, text, args.model_dir, steps)
+        scored = explain.word_scores(classifier, text, steps)
         scores = np.array([score for _, score in scored])
         seconds = time.perf_counter() - started
         reference = scores if reference is None else reference

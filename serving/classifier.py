@@ -6,6 +6,7 @@ is this API and its command line; the app, the server and training's checks use 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ class Classifier:
     `model` is a PyTorch module, or an `onnx_runtime.OnnxModel` (see `backend`).
 
     `truncation` says how a review longer than `max_length` is read (see `utils.STRATEGIES`):
-    `load` takes it from the model folder, where training saved it.
+    `load` takes it from the model folder, where training saved it, and sets `folder`.
     """
 
     model: Any
@@ -93,6 +94,7 @@ class Classifier:
     truncation: str
     head_fraction: float = HEAD_FRACTION
     calibration: Calibration = field(default_factory=Calibration)  # as trained
+    folder: Path | None = None  # the model folder it was loaded from
 
     def __post_init__(self) -> None:
         check_strategy(self.truncation, self.head_fraction)
@@ -102,6 +104,22 @@ class Classifier:
         """What runs the model: `onnx` (INT8 by ONNX Runtime, or bfloat16 by OpenVINO on a CPU
         with AMX: `model.runtime` says which) or `torch`."""
         return "onnx" if isinstance(self.model, OnnxModel) else "torch"
+
+    @functools.cached_property
+    def torch_model(self) -> Any:
+        """The PyTorch model, for gradients ("Why?"): the one that serves, or where ONNX serves,
+        the folder's PyTorch weights, loaded on first use and kept with this classifier (a
+        reloaded folder is a new classifier, so retrained weights are never explained by old)."""
+        if self.backend == "torch":
+            return self.model
+        if self.folder is None:
+            raise ValueError(
+                "This ONNX classifier does not know its model folder: load it with "
+                "infer.load(FOLDER) to explain its answers."
+            )
+        from serving.model_folder import torch_model
+
+        return torch_model(self.folder)
 
     @property
     def max_length(self) -> int:
@@ -240,6 +258,7 @@ def load(
         truncation=truncation or saved["inference"],
         head_fraction=saved["head_fraction"],
         calibration=saved_calibration,
+        folder=path,
     )
 
 

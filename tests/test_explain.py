@@ -22,7 +22,7 @@ def test_the_word_that_decides_the_label_gets_the_largest_score(classifier, mode
     text = DECIDED_BY[word]
     label = classifier.classify([text])[0].label
     assert label == ("POSITIVE" if word == "superb" else "NEGATIVE")
-    scores = dict(explain.word_scores(classifier, text, model_dir))
+    scores = dict(explain.word_scores(classifier, text))
     top = max(scores, key=lambda w: abs(scores[w]))
     assert top == word
     assert scores[word] == (1.0 if label == "POSITIVE" else -1.0)  # scaled, signed as its pull
@@ -30,7 +30,7 @@ def test_the_word_that_decides_the_label_gets_the_largest_score(classifier, mode
 
 def test_word_scores_cover_every_word_of_a_long_review_in_windows(classifier, model_dir):
     text = " ".join(["the film was great"] * 30)  # 120 words: several windows of 32 tokens
-    scores = explain.word_scores(classifier, text, model_dir)
+    scores = explain.word_scores(classifier, text)
     assert [w for w, _ in scores] == text.split()
     assert max(abs(s) for _, s in scores) == pytest.approx(1.0)
 
@@ -39,7 +39,7 @@ def test_the_same_scores_from_pytorch_and_onnx_classifiers(classifier, model_dir
     plain = infer.load(model_dir, backend="torch")
     text = DECIDED_BY["superb"]
     torch_scores = explain.word_scores(plain, text)
-    onnx_scores = explain.word_scores(classifier, text, model_dir)
+    onnx_scores = explain.word_scores(classifier, text)
     assert [w for w, _ in torch_scores] == [w for w, _ in onnx_scores]
     assert [s for _, s in torch_scores] == pytest.approx([s for _, s in onnx_scores])
 
@@ -73,7 +73,28 @@ def test_a_reloaded_folder_gets_its_weights_read_again(model_dir):
     # After retraining into the same folder, infer.reset() and a reload must not leave Why
     # scoring with the weights loaded for the old model.
     first = infer.load(model_dir)
-    weights = explain._torch_model(first, model_dir)
-    assert explain._torch_model(first, model_dir) is weights  # loaded once per served model
+    assert first.folder == model_dir
+    weights = first.torch_model
+    assert first.torch_model is weights  # loaded once per served model
     reloaded = infer.load(model_dir)
-    assert explain._torch_model(reloaded, model_dir) is not weights
+    assert reloaded.torch_model is not weights
+
+
+def test_a_head_and_tail_model_is_explained_as_it_reads(model_dir):
+    """Words the model skipped (the middle of a long review read head+tail) score 0; its head
+    and its tail are scored, as the classifier's windows say."""
+    classifier = infer.load(model_dir, truncation="head+tail")
+    text = "superb " + "plot " * 60 + "awful"  # 62 words: past the tiny model's 32 tokens
+    scores = explain.word_scores(classifier, text)
+    assert [word for word, _ in scores] == text.split()
+    assert scores[0][1] != 0 and scores[-1][1] != 0  # the head and the tail are read
+    assert all(score == 0 for _, score in scores[10:40])  # the middle is not
+    sliding = explain.word_scores(infer.load(model_dir), text)
+    assert all(score != 0 for _, score in sliding[10:40])  # read whole, every word counts
+
+
+def test_an_onnx_classifier_without_its_folder_says_how_to_explain_it(model_dir):
+    served = infer.load(model_dir)
+    orphan = infer.Classifier(served.model, served.tokenizer, served.labels, served.truncation)
+    with pytest.raises(ValueError, match=r"infer.load\(FOLDER\)"):
+        explain.word_scores(orphan, "superb film")

@@ -56,7 +56,7 @@ def test_the_serving_tokenizer_gives_transformers_ids(mpnet_dir):
 
 def test_why_scores_the_words_of_an_mpnet_model(mpnet_dir):
     classifier = infer.load(mpnet_dir)
-    scores = explain.word_scores(classifier, TEXTS[0], mpnet_dir)
+    scores = explain.word_scores(classifier, TEXTS[0])
     assert [word for word, _ in scores] == TEXTS[0].split()
     label = classifier.classify([TEXTS[0]])[0].label
     top = max(scores, key=lambda pair: abs(pair[1]))
