@@ -22,8 +22,18 @@ import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from training.config import TrainConfig, UsageError, flag, read_config
+from training.config import (
+    EXPECTED,
+    SettingError,
+    TrainConfig,
+    UsageError,
+    field_types,
+    flag,
+    read_config,
+    typed,
+)
 
 TRAIN_HELP = "Fine-tune a transformer on movie reviews and publish it to --output-dir."
 
@@ -42,21 +52,32 @@ def build_parser(prog: str | None = None, description: str = TRAIN_HELP) -> argp
         help="a recipe file (JSON or YAML, or a published metrics.json) setting any of the "
         "flags below; flags given here override it",
     )
-    hints = typing.get_type_hints(TrainConfig)
     for spec in dataclasses.fields(TrainConfig):
-        kind, options = hints[spec.name], {}
-        if typing.get_origin(kind) is tuple:  # `tuple[str, ...]`: the flag takes one or more
-            kind, options = typing.get_args(kind)[0], {"nargs": "+"}
-        elif typing.get_origin(kind) is not None:  # `int | None`: the flag takes an int
-            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        kind = field_types()[spec.name]
         if kind is bool:  # --gradient-checkpointing, --no-gradient-checkpointing
-            options = {"action": argparse.BooleanOptionalAction}
+            options: dict = {"action": argparse.BooleanOptionalAction}
+        elif typing.get_origin(kind) is tuple:  # `tuple[str, ...]`: the flag takes one or more
+            options = {"nargs": "+"}
         else:
-            options["type"] = kind
+            options = {"type": flag_reader(spec.name)}
         parser.add_argument(
             flag(spec.name), default=spec.default, help=spec.metadata["help"], **options
         )
     return parser
+
+
+def flag_reader(name: str) -> Any:
+    """argparse's `type` for the flag of field `name`: `training.config.typed`, so flags are
+    read as recipe files and metrics.json are."""
+
+    def read(text: str) -> Any:
+        try:
+            return typed(name, text)
+        except SettingError as error:
+            raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+
+    read.__name__ = EXPECTED.get(field_types()[name], "value")  # argparse's word for a bad value
+    return read
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from conftest import ROOT, run_script, train_args, train_in_process
 
 import main
 from training import checkpoints
-from training.config import TrainConfig, UsageError, check_config, read_config
+from training.config import TrainConfig, UsageError, as_saved, check_config, read_config
 from training.trainer import resolve_precision
 
 
@@ -65,9 +65,20 @@ def test_a_bad_recipe_file_names_what_to_fix(tmp_path, capsys, text, message):
     assert message in capsys.readouterr().err
 
 
+def test_flags_are_read_by_the_validator_that_reads_recipe_files(capsys):
+    with pytest.raises(SystemExit):
+        main.build_parser().parse_args(["--subset", "2.5"])
+    assert "--subset: '2.5': give a whole number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main.build_parser().parse_args(["--learning-rate", "fast"])
+    assert "give a number" in capsys.readouterr().err
+    args = main.build_parser().parse_args(["--subset", "3.0", "--test-subset", "0"])
+    assert (main.config_of(args).subset, main.config_of(args).test_subset) == (3, 0)
+
+
 def test_a_published_metrics_json_reruns_its_recipe(tmp_path, model_dir, base_model, data_dir):
     config = read_config(model_dir / "metrics.json")
-    assert config == metrics(model_dir)["config"]
+    assert as_saved(TrainConfig(**config)) == metrics(model_dir)["config"]
     again = tmp_path / "again"
     assert main.main(["--config", str(model_dir / "metrics.json"), "--output-dir", str(again)]) == 0
     assert weights(again) == weights(model_dir)  # the same recipe, so the same model

@@ -5,13 +5,16 @@
     # 2
 
 `main.py` turns every field into a flag of the same name (`grad_accum` is `--grad-accum`), and
-each run saves `as_saved(config)` in the model's metrics.json. About 355 lines, past the usual
-350: one field per setting, each with its help, and the checks and readers of the same fields.
+each run saves `as_saved(config)` in the model's metrics.json; `typed` reads a setting from a
+flag, a recipe file or a metrics.json alike. About 390 lines, past the usual 350: one field per
+setting, each with its help, and the checks and the one reader of the same fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,36 +297,68 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def config_values(saved: dict[str, Any], where: str) -> dict[str, Any]:
-    """`saved` with keys as TrainConfig's field names and each value of its field's type;
+    """`saved` with keys as TrainConfig's field names and each value as `typed` reads it;
     UsageError naming `where` for an unknown setting or a value of the wrong type."""
-    import typing
-
-    hints = typing.get_type_hints(TrainConfig)
     values = {str(key).replace("-", "_"): value for key, value in saved.items()}
-    unknown = sorted(set(values) - set(hints))
+    unknown = sorted(set(values) - set(field_types()))
     if unknown:
         raise UsageError(
             f"{where} holds settings this version of the project does not know "
             f"({', '.join(unknown)}): remove them (python main.py --help lists the known "
             "ones), or, for a published model, retrain it with python main.py."
         )
-    expected = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
-    for name, value in values.items():
-        if value is None or name in ("extra_data", "unlabelled_data"):  # sources as text
-            continue
-        kind = hints[name]
-        if typing.get_origin(kind) is not None:  # `int | None`: the int
-            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-        try:
-            if isinstance(value, bool) != (kind is bool):  # YAML's yes/no are not numbers
-                raise ValueError
-            number = float(value) if kind in (int, float) else None
-            if kind is int and number != int(number):
-                raise ValueError
-            values[name] = kind(number) if number is not None else kind(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"{where}: {name} is {value!r}; give {expected[kind]}.") from None
-    return values
+    try:
+        return {name: typed(name, value) for name, value in values.items()}
+    except SettingError as error:
+        raise UsageError(f"{where}: {error.name} is {error.value!r}; {error}.") from None
+
+
+class SettingError(ValueError):
+    """A value a setting cannot take; its message says what to give."""
+
+    def __init__(self, name: str, value: Any, message: str) -> None:
+        super().__init__(message)
+        self.name, self.value = name, value
+
+
+# What a value of each kind looks like, for the errors.
+EXPECTED = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def typed(name: str, value: Any) -> Any:
+    """`value` as TrainConfig's field `name` holds it: the one reader of settings, for a flag's
+    text, a recipe file's value and a saved metrics.json's alike (pydantic over the field's
+    type: "3" and 3.0 are 3, "5e-5" is 5e-05, one source as text is a tuple of one).
+    SettingError, saying what to give, for anything else.
+
+    >>> typed("epochs", "3"), typed("extra_data", "a.csv"), typed("test_subset", None)
+    (3.0, ('a.csv',), None)
+    """
+    from pydantic import ValidationError
+
+    kind = field_types()[name]
+    element = next((arg for arg in typing.get_args(kind) if arg is not type(None)), kind)
+    if typing.get_origin(kind) is tuple and isinstance(value, str):
+        value = (value,)
+    if isinstance(value, bool) and element is not bool:  # YAML's yes/no are not numbers
+        raise SettingError(name, value, f"give {EXPECTED.get(element, 'text')}")
+    try:
+        return _adapter(name).validate_python(value)
+    except ValidationError:
+        raise SettingError(name, value, f"give {EXPECTED.get(element, 'text')}") from None
+
+
+@functools.cache
+def field_types() -> dict[str, Any]:
+    """Each TrainConfig field's type, by name."""
+    return typing.get_type_hints(TrainConfig)
+
+
+@functools.cache
+def _adapter(name: str) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(field_types()[name])
 
 
 # Files and model-card metadata by which a base says it was pretrained to be read by the mean
@@ -349,8 +384,4 @@ def mean_pooled(model: str) -> bool:
         return tagged or any((folder / name).is_file() for name in SENTENCE_MARKERS)
     from serving import hub
 
-    if not hub.reachable():
-        return False  # load_base then says the Hub is unreachable
-    from huggingface_hub import file_exists
-
-    return file_exists(model, SENTENCE_MARKERS[0])
+    return hub.has_file(model, SENTENCE_MARKERS[0])  # unreachable: load_base says so

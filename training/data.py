@@ -93,19 +93,14 @@ def _read_hub(name: str) -> dict[str, Any]:
 
 
 def load_hub(name: str, flag: str, local: str = "folder") -> Any:
-    """A Hub dataset's splits; without the Hub, a UsageError within seconds that names the fix."""
-    import datasets
-
-    reachable = hub.reachable()
-    # Offline mode reads the local cache at once; otherwise an unreachable Hub costs 25 s.
-    if not reachable and not datasets.config.HF_HUB_OFFLINE:
-        raise hub_unreachable(flag, name, local)
+    """A Hub dataset's splits (`serving.hub.load_dataset`); without the Hub, a UsageError
+    within seconds that names the fix."""
     try:
-        return datasets.load_dataset(name)
-    except (OSError, ConnectionError, ValueError) as error:
-        if not reachable:
-            raise hub_unreachable(flag, name, local) from error
-        raise UsageError(f"{flag} {name}: could not load it ({error}).") from error
+        return hub.load_dataset(name)
+    except OSError as error:
+        raise hub_unreachable(flag, name, local) from error
+    except ValueError as error:
+        raise UsageError(f"{flag} {name}: {error}.") from error
 
 
 def load_short_sets(folder: str) -> dict[str, Any]:
