@@ -3,17 +3,24 @@
     score_file_ray(Path("model"), Path("reviews.parquet"), Path("out.parquet"), actors=2)
 
 The same rows out as `--engine local` (`serving/stream.py`), in the same order, with the same
-labels: Ray reads the input in blocks, a pool of `actors` actors (each loads the model once,
-with `cpus` CPUs and as many threads) labels them, and the batches come back in order into
-the same atomic part files and join. On a local Ray by default; `--ray-address` joins a
-cluster (`ray start --head` on one machine, `ray start --address HEAD:6379` on the others),
-where the model folder must be at the same path on every node. No resume: a Ray job that
-stops is rerun whole. Optional: `pip install -r requirements-ray.txt`.
+labels: Ray reads the input in blocks, and a pool of `actors` actors (each loads the model once,
+with `cpus` CPUs and as many threads) labels them and writes each batch itself, as an atomic
+part file named at random. Only each part's name and row count come back to this process,
+in the input's order, so it holds no scored row however large the file: it joins the parts in
+that order, one at a time. On a local Ray by default; `--ray-address` joins a cluster (`ray
+start --head` on one machine, `ray start --address HEAD:6379` on the others), where the model
+folder and the output's folder must be at the same path on every node (a shared disk).
+
+No resume: Ray does not say which input rows a batch holds, so the parts of a stopped run
+cannot be matched to the rows left; a rerun says so and starts over (`--engine local`
+resumes). Optional: `pip install -r requirements-ray.txt`.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +31,9 @@ from serving.stream import (
     check_paths,
     join_parts,
     parts_dir,
-    write_atomic,
 )
 
+log = logging.getLogger(__name__)
 INSTALL = "pip install -r requirements-ray.txt"
 # Reading reserves no CPU: with every CPU given to the actors, a read that waited for one
 # would wait for ever (Ray Data backpressure), and reading is light beside labelling.
@@ -89,6 +96,8 @@ def score_file_ray(
     # reader lists them in this process.
     context.use_datasource_v2 = False
     model_dir = Path(model_dir).absolute()
+    parts = parts_dir(output).absolute()
+    suffix = output.suffix.lower()
 
     class Labeller:
         def __init__(self) -> None:
@@ -97,28 +106,37 @@ def score_file_ray(
             self.classifier = load(model_dir, truncation, backend=backend)
 
         def __call__(self, batch: Any) -> Any:
-            from serving.stream import labelled
+            import pandas as pd
 
-            return labelled(self.classifier, batch, column)
+            from serving.stream import labelled, release_free_memory, write_atomic
+
+            name = f"part-{uuid.uuid4().hex}{suffix}"
+            write_atomic(labelled(self.classifier, batch, column), parts / name)
+            release_free_memory()
+            return pd.DataFrame({"part": [name], "rows": [len(batch)]})
 
     dataset = read_dataset(source)
     check_column(source, column, dataset.schema().names)
-    labelled_rows = dataset.map_batches(
+    written_parts = dataset.map_batches(
         Labeller,
         batch_format="pandas",
         batch_size=CHUNK_ROWS,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus,
     )
-    parts = parts_dir(output)
+    if parts.is_dir() and any(parts.iterdir()):
+        log.warning(
+            "%s/ holds the parts of a stopped run; Ray cannot tell which rows they hold, so "
+            "scoring starts over (--engine local resumes).",
+            parts,
+        )
     shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir(parents=True)
-    written = 0
-    batches = labelled_rows.iter_batches(batch_format="pandas", batch_size=CHUNK_ROWS)
-    for index, batch in enumerate(batches):
-        write_atomic(batch, parts / f"part-{index:06d}{output.suffix.lower()}")
-        written += len(batch)
+    names, written = [], 0
+    for row in written_parts.iter_rows():  # in the input's order: preserve_order
+        names.append(parts / row["part"])
+        written += int(row["rows"])
         if progress is not None:
-            progress(len(batch))
-    join_parts(parts, output)
+            progress(int(row["rows"]))
+    join_parts(parts, output, names)
     return {"rows": written, "resumed_from": 0}

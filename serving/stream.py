@@ -186,10 +186,11 @@ def write_atomic(table: pd.DataFrame, path: Path) -> None:
     os.replace(partial, path)
 
 
-def join_parts(parts: Path, output: Path) -> None:
-    """The parts, in order, as one `output` file (written beside it, renamed into place);
-    then the parts folder goes. Memory: one part at a time."""
-    names = sorted(p for p in parts.glob("part-*") if not p.name.endswith(".tmp"))
+def join_parts(parts: Path, output: Path, names: list[Path] | None = None) -> None:
+    """The parts, in order (`names`, or by name), as one `output` file (written beside it,
+    renamed into place); then the parts folder goes. Memory: one part at a time."""
+    if names is None:
+        names = sorted(p for p in parts.glob("part-*") if not p.name.endswith(".tmp"))
     partial = output.with_name(f".{output.name}.partial")
     if output.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq

@@ -161,3 +161,20 @@ def test_two_ray_actors_label_a_parquet_file_as_the_local_engine(
     out = pd.read_parquet(output)
     assert out["text"].tolist() == expected["text"].tolist()
     assert out["label"].fillna("").tolist() == expected["label"].tolist()
+
+
+def test_a_ray_rerun_after_a_stopped_run_says_it_starts_over(
+    model_dir, big_csv, whole, tmp_path, local_ray, caplog
+):
+    from serving.ray_scoring import score_file_ray
+    from serving.stream import parts_dir
+
+    output = tmp_path / "labelled.csv"
+    parts = parts_dir(output)
+    parts.mkdir(parents=True)
+    (parts / "part-0123abcd.csv").write_text("text,label\nleft over,POSITIVE\n")  # a killed run's
+    with caplog.at_level("WARNING", logger="serving.ray_scoring"):
+        assert score_file_ray(model_dir, big_csv, output, actors=1)["rows"] == 20_002
+    assert "scoring starts over" in caplog.text
+    assert output.read_bytes() == whole.read_bytes()  # the old part is not in it
+    assert not parts.exists()
