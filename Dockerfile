@@ -16,4 +16,8 @@ RUN pip install --no-cache-dir --user -r requirements-serve.txt
 COPY --chown=user app.py infer.py utils.py pooling.py ./
 COPY --chown=user serving/ serving/
 EXPOSE 7860
+# Healthy once the model answers a real review (/healthz: 200, else 503 with the reason). The
+# slim image has no curl; urlopen raises on a 503. podman keeps this only with --format docker.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/healthz', timeout=8)"]
 CMD ["python", "app.py"]

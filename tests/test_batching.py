@@ -74,6 +74,7 @@ def test_training_batches_see_every_review_once_in_fewer_steps(tmp_path, base_mo
     assert len(loader) < len(expected) // 2 / 2  # a third of batch 2's 60 steps or fewer
 
 
+@pytest.mark.slow
 def test_a_run_with_a_token_budget_trains_and_publishes(tmp_path, base_model, data_dir):
     output = tmp_path / "model"
     flags = ["--batch-tokens", str(MAX_LENGTH * 8), "--grad-accum", "1"]

@@ -10,6 +10,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import MAX_LENGTH
 
 import infer
@@ -48,6 +49,7 @@ def test_reading_compares_strategies_on_reviews_the_model_never_saw(model_dir, d
     assert "| sliding |" in reading.table(compared, "sliding", "about")
 
 
+@pytest.mark.slow
 def test_a_cell_trains_main_py_as_shipped_and_tests_each_reading(base_model, data_dir, tmp_path):
     from benchmarks import accuracy
 
@@ -77,6 +79,7 @@ def test_a_cell_trains_main_py_as_shipped_and_tests_each_reading(base_model, dat
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_the_speed_table_gives_each_path_its_median_over_rounds(model_dir, data_dir):
     from benchmarks import inference
 
@@ -110,6 +113,7 @@ def test_the_speed_table_gives_each_path_its_median_over_rounds(model_dir, data_
     assert "| 950 |" in lines[2] and lines[3].endswith("| 100.00% |")
 
 
+@pytest.mark.slow
 def test_the_scale_table_scores_every_row_on_each_path(model_dir, data_dir, tmp_path):
     from benchmarks import scale
 
@@ -134,6 +138,7 @@ def test_a_childs_peak_memory_is_its_own_not_its_parents():
     assert 5 < int(child.stdout) < 300 < scale.peak_mb()
 
 
+@pytest.mark.slow
 def test_the_speed_benchmark_runs_as_documented_with_some_of_its_paths(
     model_dir, data_dir, tmp_path
 ):

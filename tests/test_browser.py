@@ -20,9 +20,12 @@ FEEDBACK = Path(tempfile.mkdtemp(prefix="feedback-"))
 # Kept after the run for CI to collect as artefacts (git-ignored).
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Chromium: apt-get install chromium"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Chromium: apt-get install chromium"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

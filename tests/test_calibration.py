@@ -194,6 +194,7 @@ def test_snippets_are_one_or_two_sentences_of_their_review_with_its_label():
     assert out == data.snippets(texts, [1, 0, 0], 2, seed=3)  # seeded
 
 
+@pytest.mark.slow
 def test_short_sets_are_reported_beside_the_test_split(tmp_path, base_model, data_dir):
     from conftest import make_frame
 

@@ -71,6 +71,7 @@ def test_a_second_student_reads_the_teachers_labels_from_the_cache(
         distill.teacher_probabilities(str(model_dir), texts[:1])
 
 
+@pytest.mark.slow
 def test_the_students_loss_is_against_the_soft_targets(
     model_dir, base_model, data_dir, unlabelled_file, tmp_path
 ):
@@ -97,6 +98,7 @@ def test_the_students_loss_is_against_the_soft_targets(
     assert abs(float(soft) - float(hard)) > 1e-3  # not the true labels' loss
 
 
+@pytest.mark.slow
 def test_a_student_is_a_normal_model_folder_that_names_its_teacher(
     model_dir, base_model, data_dir, unlabelled_file, tmp_path
 ):

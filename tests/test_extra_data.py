@@ -92,6 +92,7 @@ def test_rows_shared_with_validation_test_or_short_sets_are_dropped(data_dir):
     assert (count["train"], count["validation"], count["dropped"]) == (19, 1, 5)
 
 
+@pytest.mark.slow
 def test_sources_and_kinds_of_review_are_reported(tmp_path, base_model, data_dir):
     parquet, jsonl = tmp_path / "critics.parquet", tmp_path / "phrases.jsonl"
     critics = make_frame(20, seed=7)

@@ -74,6 +74,7 @@ def test_model_id_downloads_into_the_served_folder_once(model_dir, tmp_path, mon
     infer.reset()
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_the_published_folder(tmp_path, base_model, data_dir, monkeypatch):
     uploads = []
 

@@ -243,6 +243,7 @@ def test_progress_counts_every_review_once_in_whole_steps(model_dir):
     assert [p.scores for p in predictions] == [p.scores for p in classifier.classify(texts)]
 
 
+@pytest.mark.slow
 def test_serving_by_onnx_never_imports_torch(model_dir):
     # torch costs 1.5 s of the app's start on 2 cores (benchmarks/NOTES.md, "Load"); only
     # "Why?" needs it, and loads it on first use.

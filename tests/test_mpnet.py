@@ -17,6 +17,8 @@ from serving.tokenizer import FolderTokenizer
 
 TEXTS = ["the film was superb", "awful . dull and boring", "<s> the plot </s> was great !"]
 
+pytestmark = pytest.mark.slow  # each test reads a tiny MPNet trained for the module
+
 
 @pytest.fixture(scope="module")
 def mpnet_dir(tmp_path_factory, mpnet_base, data_dir) -> Path:

@@ -82,6 +82,7 @@ print(json.dumps({"scores": classifier(sys.argv[2], top_k=None),
 """
 
 
+@pytest.mark.slow
 def test_the_folder_loads_without_the_project(model_dir, tmp_path):
     """Hub users have the folder alone: its copy of pooling.py must be enough."""
     review = "a wonderful film with a moving story"
@@ -110,6 +111,7 @@ print(json.dumps(pipeline("text-classification", model=sys.argv[1])("great film"
 """
 
 
+@pytest.mark.slow
 def test_auto_pooling_gives_a_plain_base_the_standard_architecture(tmp_path, base_model, data_dir):
     plain_base = tmp_path / "plain-base"
     shutil.copytree(base_model, plain_base)
@@ -133,6 +135,7 @@ def cls_model_dir(tmp_path_factory, base_model, data_dir) -> Path:
     return train_in_process(folder, base_model, data_dir, "--pooling", "cls", "--epochs", "1")
 
 
+@pytest.mark.slow
 def test_cls_pooling_publishes_the_standard_architecture(cls_model_dir):
     config = json.loads((cls_model_dir / "config.json").read_text())
     assert config["model_type"] == "distilbert"
@@ -142,6 +145,7 @@ def test_cls_pooling_publishes_the_standard_architecture(cls_model_dir):
     assert infer.load(cls_model_dir).predict(["great film"])[0].keys() == {"NEGATIVE", "POSITIVE"}
 
 
+@pytest.mark.slow
 def test_evaluate_retests_a_cls_folder_as_it_was_trained(cls_model_dir, tmp_path):
     from training.retest import retest
 

@@ -60,6 +60,7 @@ def test_metrics_json_has_baseline_timing_fingerprint_and_history(model_dir):
     assert 0 <= report["test_truncated_share"] <= 1
 
 
+@pytest.mark.slow
 def test_errors_csv_lists_only_misclassified_reviews_most_confident_first(weak_model):
     report = metrics(weak_model)
     with (weak_model / ERRORS_FILE).open(newline="", encoding="utf-8") as handle:
@@ -151,6 +152,7 @@ def test_evaluate_without_a_model_names_the_fix(tmp_path, capsys):
     assert "python main.py" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_go_to_runs(monkeypatch, tmp_path, base_model, data_dir):
     monkeypatch.chdir(tmp_path)
     args = train_args(base_model, data_dir, tmp_path / "model", "--epochs", "1")

@@ -15,10 +15,13 @@ from conftest import ROOT
 import infer
 
 SERVE_PYTHON = os.environ.get("SERVE_PYTHON")
-pytestmark = pytest.mark.skipif(
-    not SERVE_PYTHON,
-    reason="set SERVE_PYTHON to the Python of a venv made from requirements-serve.txt",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not SERVE_PYTHON,
+        reason="set SERVE_PYTHON to the Python of a venv made from requirements-serve.txt",
+    ),
+]
 
 
 def test_the_app_serves_from_the_slim_install(model_dir, tmp_path):

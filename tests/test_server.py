@@ -136,6 +136,7 @@ def test_a_method_a_rest_path_does_not_serve_gets_405_and_allow(served, method, 
     assert httpx.request(method, served.url + "/no/such/path").status_code == 404
 
 
+@pytest.mark.slow
 def test_the_api_keeps_the_promises_of_its_openapi_document(served, tmp_path):
     """schemathesis (property-based, every check): requests the document allows are answered,
     every answer matches its declared schema and status, undeclared methods get 405."""

@@ -68,6 +68,7 @@ def test_every_row_comes_out_in_order_with_a_note_where_it_cannot_be_read(
     assert not stream.parts_dir(whole).exists()
 
 
+@pytest.mark.slow
 def test_a_run_killed_part_way_resumes_to_the_same_file(model_dir, big_csv, whole, tmp_path):
     output = tmp_path / "labelled.csv"
     args = ["--model-dir", str(model_dir), "--input", str(big_csv), "--output", str(output)]
@@ -138,6 +139,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_the_ray_engine_writes_the_same_file(model_dir, big_csv, whole, tmp_path, local_ray):
     from serving.ray_scoring import score_file_ray
 
@@ -147,6 +149,7 @@ def test_the_ray_engine_writes_the_same_file(model_dir, big_csv, whole, tmp_path
     assert output.read_bytes() == whole.read_bytes()
 
 
+@pytest.mark.slow
 def test_two_ray_actors_label_a_parquet_file_as_the_local_engine(
     model_dir, big_csv, whole, tmp_path, local_ray
 ):
@@ -163,6 +166,7 @@ def test_two_ray_actors_label_a_parquet_file_as_the_local_engine(
     assert out["label"].fillna("").tolist() == expected["label"].tolist()
 
 
+@pytest.mark.slow
 def test_a_ray_rerun_after_a_stopped_run_says_it_starts_over(
     model_dir, big_csv, whole, tmp_path, local_ray, caplog
 ):

@@ -95,6 +95,7 @@ def test_validation_reviews_come_from_beside_the_subset(data_dir):
     assert len(data.make_splits(reviews, everything)["train"]) == 200 - 10
 
 
+@pytest.mark.slow
 def test_model_selection_never_sees_the_test_split(monkeypatch, tmp_path, base_model, data_dir):
     """Every evaluation during training runs on validation; the test split is only predicted:
     once before training (the baseline) and once after."""
@@ -128,6 +129,7 @@ def test_model_selection_never_sees_the_test_split(monkeypatch, tmp_path, base_m
     assert not set(seen["validation"]) & set(test_texts)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_model(tmp_path, base_model, data_dir):
     weights = []
     for name in ("a", "b"):
@@ -210,6 +212,7 @@ def test_a_large_training_split_is_probed_on_a_seeded_draw(
     assert torch.equal(heads[0], heads[1])  # the same draw from the same seed
 
 
+@pytest.mark.slow
 def test_by_default_the_head_is_fitted_inside_the_training_time_and_nothing_dropped(
     tmp_path, base_model, data_dir, caplog
 ):
@@ -219,6 +222,7 @@ def test_by_default_the_head_is_fitted_inside_the_training_time_and_nothing_drop
     assert json.loads((model / "metrics.json").read_text())["config"]["head_init"] == "probe"
 
 
+@pytest.mark.slow
 def test_a_head_the_probe_cannot_fit_stops_before_training(tmp_path, base_model, data_dir, capsys):
     from transformers import RobertaConfig, RobertaModel
 
@@ -360,6 +364,7 @@ def test_missing_data_folder_and_foreign_output_dir(tmp_path, base_model, data_d
     assert (foreign / "todo.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_bad_input_exit_code_from_the_command_line(tmp_path, base_model):
     data = write_data(tmp_path / "data", make_frame(30, 4).drop(columns="label"))
     result = run_script("main.py", *train_args(base_model, data, tmp_path / "model"))
@@ -426,6 +431,7 @@ def test_training_reads_what_the_truncation_says(truncation, ends_with_tail, bas
 
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+@pytest.mark.slow
 def test_failure_while_publishing_keeps_the_previous_model(
     failure, monkeypatch, tmp_path, base_model, data_dir, previous_model
 ):
@@ -444,6 +450,7 @@ def test_failure_while_publishing_keeps_the_previous_model(
     infer.load(previous_model).predict(["still works"])
 
 
+@pytest.mark.slow
 def test_killed_while_publishing_keeps_the_previous_model(
     tmp_path, base_model, data_dir, previous_model
 ):
@@ -499,6 +506,7 @@ def test_data_folder_layouts_load_the_same_rows(layout, tmp_path):
         assert loaded == sorted(zip(frame.text, frame.label, strict=True))
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_does_not_scale_the_loss(tmp_path, base_model, data_dir):
     """With weights that barely move, the training loss is the untrained model's loss, not 2x."""
     args = train_args(base_model, data_dir, tmp_path / "model", "--learning-rate", "1e-12")
@@ -507,6 +515,7 @@ def test_gradient_accumulation_does_not_scale_the_loss(tmp_path, base_model, dat
     assert report["train"]["loss"] == pytest.approx(report["validation"]["loss"], rel=0.1)
 
 
+@pytest.mark.slow
 def test_a_mean_pooled_bert_freezes_the_pooler_it_never_reads(tmp_path, base_model, data_dir):
     from transformers import BertConfig, BertModel
 

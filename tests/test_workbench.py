@@ -76,6 +76,7 @@ def test_flags_are_read_by_the_validator_that_reads_recipe_files(capsys):
     assert (main.config_of(args).subset, main.config_of(args).test_subset) == (3, 0)
 
 
+@pytest.mark.slow
 def test_a_published_metrics_json_reruns_its_recipe(tmp_path, model_dir, base_model, data_dir):
     config = read_config(model_dir / "metrics.json")
     assert as_saved(TrainConfig(**config)) == metrics(model_dir)["config"]
@@ -85,6 +86,7 @@ def test_a_published_metrics_json_reruns_its_recipe(tmp_path, model_dir, base_mo
     assert metrics(again)["test"]["accuracy"] == metrics(model_dir)["test"]["accuracy"]
 
 
+@pytest.mark.slow
 def test_compare_trains_each_recipe_on_the_same_data_and_publishes_the_best_by_validation(
     tmp_path, base_model, data_dir
 ):
@@ -117,6 +119,7 @@ def test_compare_refuses_recipes_that_would_see_different_reviews(tmp_path, caps
     assert main.main(["compare", str(a), str(b), "--subset", "50", "--epochs", "0"]) == 2
 
 
+@pytest.mark.slow
 def test_search_saves_the_best_recipe_and_a_rerun_continues_the_study(
     tmp_path, base_model, data_dir, capsys
 ):
@@ -140,6 +143,7 @@ def test_search_saves_the_best_recipe_and_a_rerun_continues_the_study(
         assert len(list(csv.DictReader(handle))) == 3
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_first_checkpoint_finishes_with_resume_as_if_never_stopped(
     tmp_path, base_model, data_dir, model_dir, caplog, capsys
 ):
@@ -185,6 +189,7 @@ def test_resume_names_the_settings_that_changed(tmp_path, capsys):
     assert checkpoints.start(config, resume=True) == str(folder / "checkpoint-10")
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_when_validation_f1_stops_improving(tmp_path, base_model, data_dir):
     output = train_in_process(
         tmp_path, base_model, data_dir, "--learning-rate", "1e-12", "--patience", "1"
@@ -193,6 +198,7 @@ def test_early_stopping_stops_when_validation_f1_stops_improving(tmp_path, base_
     assert epochs == [1, 2]  # F1 unchanged after epoch 1: one more epoch, then stop (of 6)
 
 
+@pytest.mark.slow
 def test_the_guard_stops_a_diverging_run_and_keeps_the_published_model(
     tmp_path, base_model, data_dir, model_dir, capsys
 ):
@@ -208,6 +214,7 @@ def test_the_guard_stops_a_diverging_run_and_keeps_the_published_model(
     assert not checkpoints.checkpoint_dir(TrainConfig(output_dir=str(output))).exists()
 
 
+@pytest.mark.slow
 def test_train_layers_leaves_the_embeddings_and_lower_layers_as_pretrained(
     tmp_path, base_model, data_dir, capsys
 ):
@@ -240,6 +247,7 @@ def test_precision_follows_the_hardware_and_fp16_needs_a_gpu():
         resolve_precision("fp16")
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_trains_the_same_model(tmp_path, base_model, data_dir, model_dir):
     from safetensors.torch import load_file
 
@@ -252,6 +260,7 @@ def test_gradient_checkpointing_trains_the_same_model(tmp_path, base_model, data
         assert torch.allclose(weight, plain[name], atol=1e-5), name
 
 
+@pytest.mark.slow
 def test_mlflow_tracks_a_run_in_a_local_store(tmp_path, base_model, data_dir, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -293,6 +302,7 @@ def test_recipe_files_in_configs_are_valid():
             check_config(config)
 
 
+@pytest.mark.slow
 def test_torchrun_trains_as_one_and_publishes_one_model(tmp_path, base_model, data_dir):
     output = tmp_path / "model"
     args = train_args(base_model, data_dir, output, "--grad-accum", "1", "--epochs", "2")
