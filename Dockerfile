@@ -1,7 +1,7 @@
 # The app on the slim serving install (requirements-serve.txt: ONNX Runtime, no torch or
 # transformers), after the Spaces Docker conventions: a user with uid 1000, port 7860,
-# `python app.py`. Docker does not run on this project's machines, so this file is kept small
-# and standard; build it where Docker runs:
+# `python app.py`. Checked by `python -m benchmarks.container --model-dir MODEL` (build, serve
+# with and without a model, uid, health check; with podman on this project's machines):
 #   docker build -t movie-sentiment .
 #   docker run -p 7860:7860 -v "$PWD/model:/home/user/app/model:ro" movie-sentiment
 #   docker run -p 7860:7860 -e MODEL_ID=you/movie-sentiment movie-sentiment   # from the Hub

@@ -9,8 +9,8 @@ with MODEL mounted read-only at /home/user/app/model, and without a model. Check
 with what it found: `/healthz` answers 200 and `/api/v1/predict` labels a review; the server
 runs as uid 1000 (Spaces' convention); the image's health check reports healthy; without a
 model `/healthz` answers 503 with the reason. Prints the image's size; exits 1 when a check
-fails. Needs Docker, or podman (`--engine` takes any command with Docker's build, run, exec,
-inspect, logs and rm).
+fails. Needs Docker or podman; `--engine` takes either, or a wrapper of podman's build and run
+(this project's machines: ../shared/tools/container.sh), the rest going to podman itself.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ REVIEW = {"texts": ["A warm, funny film with a superb cast."]}
 
 
 def engine_command(engine: str, *args: str, check: bool = True) -> str:
-    """`engine args...`'s standard output; RuntimeError with its error output when it fails."""
+    """`engine args...`'s standard output; RuntimeError with its error output when it fails.
+    A wrapper (`container.sh`) builds and runs; podman does the rest."""
+    if podman(engine) and args[0] not in ("build", "run"):
+        engine = "podman"
     done = subprocess.run(
         [*shlex.split(engine), *args], capture_output=True, text=True, cwd=ROOT, check=False
     )
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     engine_command(args.engine, "build", *form, "-t", args.image, ".")
     built = time.monotonic() - started
     image = json.loads(engine_command(args.engine, "inspect", "--type", "image", args.image))[0]
-    healthcheck = (image.get("Config") or {}).get("Healthcheck") or image.get("HealthCheck")
+    # Docker keeps it under Config; podman at the top.
+    healthcheck = (image.get("Config") or {}).get("Healthcheck") or image.get("Healthcheck")
     with_model = serve(args.engine, args.image, args.model_dir, args.seconds)
     without = serve(args.engine, args.image, None, args.seconds)
 

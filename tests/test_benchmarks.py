@@ -159,3 +159,45 @@ def test_the_speed_benchmark_runs_as_documented_with_some_of_its_paths(
     assert [line.split(" | ")[0] for line in lines[2:]] == [f"| {path}" for path in paths]
     assert all(line.endswith("| not measured |") for line in lines[2:])
     assert lines[2].split(" | ")[3] == "1.00x"
+
+
+BENCHMARKS = sorted(
+    path.stem
+    for path in Path(__file__).parents[1].joinpath("benchmarks").glob("*.py")
+    if path.stem != "__init__"
+)
+
+
+def run_documented(module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m benchmarks.MODULE ARGS` as the docstrings write it: from the repository root,
+    with no PYTHONPATH."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", BENCHMARKS)
+def test_every_benchmark_starts_as_documented(module):
+    done = run_documented(module, "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--" in done.stdout  # its flags, as argparse lists them
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("module", "flags", "printed"),
+    [
+        ("reading", ["--reviews", "20", "--strategies", "head", "sliding"], "| sliding |"),
+        ("attributions", ["--words", "40"], "| 8 |"),
+        ("scale", ["--rows", "300", "--paths", "list", "stream"], "stream"),
+    ],
+)
+def test_benchmarks_run_as_documented_on_a_tiny_model(model_dir, data_dir, module, flags, printed):
+    done = run_documented(module, "--model-dir", str(model_dir), "--data", str(data_dir), *flags)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert printed in done.stdout
