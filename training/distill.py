@@ -34,8 +34,15 @@ logger = logging.getLogger(__name__)
 TEACHER_WEIGHT = 0.5
 # Settings that decide which texts a run trains, validates and tests on.
 # A published folder's files that decide its answers: a new training of the same folder name
-# changes metrics.json (its history and timings), so its labels are computed afresh.
-TEACHER_FILES = ("metrics.json", "calibration.json", "config.json")
+# changes metrics.json (its history and timings), and a new export the ONNX graphs that serve
+# it, so its labels are computed afresh.
+TEACHER_FILES = (
+    "metrics.json",
+    "calibration.json",
+    "config.json",
+    "model_quantized.onnx",
+    "model_fp32.onnx",
+)
 SPLIT_SETTINGS = ("data", "subset", "val_reviews", "test_subset", "extra_data", "short_data")
 
 
