@@ -9,6 +9,8 @@ on one fixed, stratified sample of test reviews (the same for every cell). A fin
 appended to `results/accuracy.csv` at once, and cells already there are skipped, so the
 protocol can run across several sittings; `results/accuracy.md` and `learning_curve.png` are
 rewritten from the CSV after every cell. `--report` rewrites them without training.
+About 470 lines, past the usual 350: the cells' table of flags, the protocol's runner and its
+report are one measurement, read together.
 
 With `--short`, each cell also reads every short-review set of that folder (one column each:
 chosen on, never trained on). Cells marked `protocol=False` (the learning curve past 2,000

@@ -137,8 +137,10 @@ def teacher_probabilities(teacher: str, texts: list[str]) -> np.ndarray:
     folder = Path(teacher).expanduser()
     key = hashlib.sha256()
     for name in TEACHER_FILES:
-        if (folder / name).is_file():
-            key.update(name.encode() + b"\0" + (folder / name).read_bytes())
+        if (folder / name).is_file():  # streamed: a base-size fp32 graph is 400 MB
+            with open(folder / name, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").digest()
+            key.update(name.encode() + b"\0" + digest)
     for text in texts:
         key.update(text.encode() + b"\0")
     cache = Path(datasets_config.HF_DATASETS_CACHE) / "teacher-labels" / f"{key.hexdigest()}.npy"
