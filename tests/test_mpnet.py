@@ -4,6 +4,7 @@ through training, the card, ONNX export, the serving install's tokenizer, Why? a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from conftest import make_frame, run_script, train_args, train_in_process
 import infer
 import main
 from serving import explain
+from serving.onnx_runtime import ONNX_FILE, OnnxModel
 from serving.tokenizer import FolderTokenizer
 
 TEXTS = ["the film was superb", "awful . dull and boring", "<s> the plot </s> was great !"]
@@ -40,6 +42,16 @@ def test_an_mpnet_base_trains_with_mean_pooling_and_the_card_names_it(mpnet_dir)
 def test_the_onnx_model_answers_as_pytorch(mpnet_dir):
     served = infer.load(mpnet_dir)
     assert served.backend == "onnx"
+    plain = infer.load(mpnet_dir, backend="torch")
+    for theirs, ours in zip(plain.classify(TEXTS), served.classify(TEXTS), strict=True):
+        assert ours.scores == pytest.approx(theirs.scores, abs=0.02)
+
+
+def test_the_int8_graph_answers_as_pytorch(mpnet_dir):
+    # The tiny MPNet reads at most 64 tokens, which the fp32 graph serves: INT8 is read alone.
+    int8 = OnnxModel(mpnet_dir / ONNX_FILE, runtime="onnxruntime")
+    int8.short = None
+    served = replace(infer.load(mpnet_dir), model=int8)
     plain = infer.load(mpnet_dir, backend="torch")
     for theirs, ours in zip(plain.classify(TEXTS), served.classify(TEXTS), strict=True):
         assert ours.scores == pytest.approx(theirs.scores, abs=0.02)
