@@ -23,8 +23,6 @@ from benchmarks.accuracy import TEST_REVIEWS, fixed_test_sample
 from infer import load
 from training import data, scoring
 
-IMDB = f"IMDB test ({TEST_REVIEWS:,})"
-
 
 def measure(model_dir: Path, sets: dict[str, Any]) -> dict[str, Any]:
     """Metrics of one published model, as served, on every set."""
@@ -86,11 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", type=Path, required=True, help="model folders")
     parser.add_argument("--data", required=True, help="the IMDB folder the models trained on")
     parser.add_argument("--short", required=True, help="folder of short-review sets")
+    parser.add_argument(
+        "--reviews", type=int, default=TEST_REVIEWS, help="IMDB test reviews (the table's 2,000)"
+    )
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
 
-    imdb = fixed_test_sample(data.load_data(args.data), TEST_REVIEWS)
-    sets = {IMDB: imdb} | data.load_short_sets(args.short)
+    imdb = fixed_test_sample(data.load_data(args.data), args.reviews)
+    sets = {f"IMDB test ({args.reviews:,})": imdb} | data.load_short_sets(args.short)
     rows = [measure(folder, sets) for folder in args.models]
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")

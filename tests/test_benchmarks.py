@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MAX_LENGTH
+from conftest import MAX_LENGTH, make_frame
 
 import infer
 import train
@@ -199,5 +199,37 @@ def test_every_benchmark_starts_as_documented(module):
 )
 def test_benchmarks_run_as_documented_on_a_tiny_model(model_dir, data_dir, module, flags, printed):
     done = run_documented(module, "--model-dir", str(model_dir), "--data", str(data_dir), *flags)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert printed in done.stdout
+
+
+@pytest.mark.slow
+def test_the_short_review_table_runs_as_documented(model_dir, data_dir, tmp_path):
+    short = tmp_path / "short"
+    short.mkdir()
+    typed = make_frame(6, seed=9).assign(kind=["plain", "negation"] * 6)
+    typed.to_csv(short / "typed.csv", index=False)
+    args = ["--models", str(model_dir), "--data", str(data_dir), "--short", str(short)]
+    done = run_documented("short_reviews", *args, "--reviews", "20")
+    assert done.returncode == 0, done.stderr[-2000:]
+    head, _, row = done.stdout.splitlines()[:3]
+    assert "| IMDB test (20) | typed | typed: plain | typed: negation |" in head
+    assert row.startswith(f"| {model_dir.name} |") and row.count("/6) |") == 2  # 6 per kind
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("module", "flags", "printed"),
+    [
+        ("batch_tab", ["--data", "DATA", "--reviews", "20"], "20 reviews"),
+        ("load", ["--clients", "2", "--seconds", "3", "--soak", "20", "--out", "OUT"], "MB at 5,"),
+    ],
+)
+def test_the_app_benchmarks_run_as_documented(
+    model_dir, data_dir, tmp_path, module, flags, printed
+):
+    where = {"DATA": str(data_dir), "OUT": str(tmp_path)}
+    flags = [where.get(flag, flag) for flag in flags]
+    done = run_documented(module, "--model-dir", str(model_dir), *flags)
     assert done.returncode == 0, done.stderr[-2000:]
     assert printed in done.stdout
