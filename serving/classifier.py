@@ -195,23 +195,23 @@ class Classifier:
         """`window_logits` for texts `check_texts` has passed."""
         encoded = encode(self.tokenizer, texts, self.truncation, self.head_fraction)
         ids = encoded["input_ids"]
-        if self.backend == "onnx" and self.model.one_window_per_call:
-            batch_size = 1
         # Longest first, so each batch pads to similar lengths; results go back by window.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         logits = np.zeros((len(ids), len(self.labels)))
         pad = self.tokenizer.pad_token_id or 0
-        reported = 0
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        reported = start = 0
+        while start < len(order):
+            alone = isinstance(self.model, OnnxModel) and self.model.alone(len(ids[order[start]]))
+            chunk = order[start : start + (1 if alone else batch_size)]
             input_ids = np.full((len(chunk), len(ids[chunk[0]])), pad, dtype=np.int64)
             mask = np.zeros_like(input_ids)
             for row, i in enumerate(chunk):
                 input_ids[row, : len(ids[i])] = ids[i]
                 mask[row, : len(ids[i])] = 1
             logits[chunk] = self._logits(input_ids, mask)
+            start += len(chunk)
             if progress is not None:
-                done = (start + len(chunk)) * len(texts) // len(ids)
+                done = start * len(texts) // len(ids)
                 progress(done - reported)
                 reported = done
         return logits, encoded

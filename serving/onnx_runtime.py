@@ -95,21 +95,28 @@ class OnnxModel:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime takes {', '.join(RUNTIMES)}, got {runtime!r}.")
         self.runtime = runtime
-        # INT8 quantizes a call's activations with one scale for the whole batch, so a review's
-        # answer would depend on its batch mates (by up to 0.11 in probability,
-        # benchmarks/NOTES.md): one window per call keeps it the same alone or in a file, at
-        # the same speed on 2 cores (79 reviews/s, against 82 in batches of 8). bfloat16 has no
-        # such scale: batches of 16 read 159 reviews/s against 129 one by one, each of 1,000
-        # probabilities within 0.005 of the review's alone (mean 0.00005).
-        self.one_window_per_call = runtime == "onnxruntime"
         if runtime == "openvino-bf16":
             self.session, self.short = _OpenVinoSession(fp32), None
             return
         self.session = ort_session(path)
         self.short = ort_session(fp32) if fp32.is_file() and path.name == ONNX_FILE else None
 
+    def alone(self, tokens: int) -> bool:
+        """Whether a window of `tokens` must be read in a call of its own: INT8 quantizes a
+        call's activations with one scale for the whole batch, so a review's answer would
+        depend on its batch mates (by up to 0.11 in probability, benchmarks/NOTES.md); alone,
+        it is the same in a file, at the same speed on 2 cores (79 reviews/s, against 82 in
+        batches of 8). fp32 and bfloat16 have no such scale and read in batches: bfloat16 read
+        159 reviews/s in 16s against 129 one by one (each probability within 0.005 of the
+        review's alone); the teacher's fp32 graph read 512 SST-2 sentences in 16s at 35.5 ms a
+        text against 50.7 alone (2-core AVX2 EPYC)."""
+        return self.runtime == "onnxruntime" and not self._short_serves(tokens)
+
+    def _short_serves(self, tokens: int) -> bool:
+        return self.short is not None and tokens <= SHORT_TOKENS
+
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        short = self.short is not None and input_ids.shape[1] <= SHORT_TOKENS
+        short = self._short_serves(input_ids.shape[1])
         feed = {"input_ids": input_ids, "attention_mask": attention_mask}
         return (self.short if short else self.session).run(None, feed)[0]
 

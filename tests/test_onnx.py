@@ -213,10 +213,20 @@ def test_the_command_refuses_a_folder_without_a_model(tmp_path, capsys):
     assert "No model in" in capsys.readouterr().err
 
 
+def test_int8_windows_are_read_alone_and_fp32_ones_in_batches(model_dir, runtime):
+    model = onnx_model(model_dir, runtime)
+    short = onnx_runtime.SHORT_TOKENS
+    assert not model.alone(short)  # fp32 (ONNX Runtime) or bfloat16: no per-call scale
+    assert model.alone(short + 1) == (runtime == "onnxruntime")  # INT8's scale is per call
+    model.short = None
+    assert model.alone(short) == (runtime == "onnxruntime")
+
+
 def test_a_review_reads_the_same_alone_or_in_a_file(model_dir, runtime):
-    # INT8 reads one window per call, so exactly; bfloat16 in batches, within its rounding.
+    # INT8 reads one window per call, so exactly; fp32 (these windows are short) and bfloat16
+    # in batches, within their rounding.
     served = infer.load(model_dir, calibration=Calibration())
-    tolerance = 1e-9 if runtime == "onnxruntime" else TOLERANCE
+    tolerance = 1e-5 if runtime == "onnxruntime" else TOLERANCE
     together = served.classify(REVIEWS, batch_size=8)  # padded to each batch's longest
     for text, got in zip(REVIEWS, together, strict=True):
         (alone,) = served.classify([text])
