@@ -134,9 +134,9 @@ def quantize(source: Path, target: Path) -> None:
     Unsigned weights, because without VNNI (AVX2, and AVX-512 without it) ONNX Runtime
     multiplies uint8 activations by signed weights two at a time into int16, which saturates
     above 32,767 (255 x 127 x 2 does not fit); its uint8 x uint8 kernel widens to 16 bits
-    first and sums in 32. Saturated,
-    all-mpnet-base-v2's INT8 graph kept 46.0% of 200 IMDB labels as fp32's on an AVX2 EPYC;
-    with uint8 weights 98.0% (MiniLM: 98.2% to 99.1% of 1,000). 7-bit signed weights
+    first and sums in 32. Saturated, all-mpnet-base-v2's INT8 graph kept 46.0% of 200 IMDB
+    labels as fp32's on an AVX2 EPYC; with uint8 weights 98.0% (MiniLM: 98.2% to 99.1% of
+    1,000). 7-bit signed weights
     (`reduce_range`, ONNX Runtime's other remedy) kept 97.5% and 98.6%. The price: a
     256-token MiniLM window in 34.5 ms against 30.5 (benchmarks/NOTES.md, "INT8 saturation")."""
     from onnx import TensorProto
