@@ -12,6 +12,7 @@ from conftest import make_frame, run_script
 
 import infer
 from serving import stream
+from serving.model_folder import labels_and_reading
 
 UNREADABLE = {9_000: "", 14_321: "12345 !!!"}  # rows that cannot be read, in the middle
 
@@ -55,7 +56,9 @@ def assert_same_rows(path: Path, expected: Path, labels: list[str]) -> None:
 
 
 def model_labels(model_dir: Path) -> list[str]:
-    return list(json.loads((model_dir / "config.json").read_text())["id2label"].values())
+    """The folder's label names in class order, as serving reads them."""
+    config = json.loads((model_dir / "config.json").read_text())
+    return list(labels_and_reading(model_dir, config)[0])
 
 
 @pytest.fixture(scope="module")
