@@ -29,7 +29,7 @@ SHORT_REVIEW_WORDS = 60
 def hub_unreachable(flag: str, name: str, local: str = "folder") -> UsageError:
     return UsageError(
         f"{flag} {name}: the Hugging Face Hub is unreachable and '{name}' is not cached here. "
-        f"Pass a local {local} instead: {flag} PATH (see README, 'Without the Hub')."
+        f"Pass a local {local} instead: {flag} PATH (see README, 'Without the Hugging Face Hub')."
     )
 
 
