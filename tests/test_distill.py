@@ -15,6 +15,7 @@ import infer
 import main
 import train
 from training import data, distill, probe
+from training.config import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +133,37 @@ def test_unlabelled_data_without_a_teacher_is_refused(base_model, data_dir, tmp_
     args = train_args(base_model, data_dir, tmp_path / "m", "--unlabelled-data", "x.parquet")
     assert main.main(args) == 2
     assert "--unlabelled-data needs --teacher FOLDER" in capsys.readouterr().err
+
+
+def test_unlabelled_texts_come_from_a_hub_datasets_unsupervised_split(monkeypatch):
+    import datasets
+
+    from serving import hub
+
+    imdb = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": ["a labelled review"], "label": [1]}),
+        unsupervised=datasets.Dataset.from_dict(
+            {"text": ["first unlabelled", "second unlabelled", "1987", "a test text"]}
+        ),
+    )
+    asked = []
+    monkeypatch.setattr(hub, "reachable", lambda: True)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name: asked.append(name) or imdb)
+    texts, counts = distill.unlabelled_texts(("stanfordnlp/imdb",), ["a test text"], 0)
+    # Not the train split's; the row without a letter and the evaluation text are dropped.
+    assert asked == ["stanfordnlp/imdb"] and texts == ["first unlabelled", "second unlabelled"]
+    assert counts == [{"source": "stanfordnlp/imdb", "rows": 4, "train": 2}]
+    drawn, _ = distill.unlabelled_texts(("stanfordnlp/imdb:1",), ["a test text"], 0)
+    assert len(drawn) == 1 and drawn[0] in texts
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("stanfordnlp/imdb:1000", r"stanfordnlp/imdb: .*unreachable.*--unlabelled-data PATH"),
+        ("./missing.parquet:10", r"no such \.csv, \.jsonl or \.parquet file"),
+    ],
+)
+def test_unreadable_unlabelled_data_is_refused_with_the_fix(spec, says):
+    with pytest.raises(UsageError, match=says):
+        distill.unlabelled_texts((spec,), [], 0)

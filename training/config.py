@@ -164,9 +164,10 @@ class TrainConfig:
         default=(),
         metadata={
             "help": "texts without labels for --teacher to label and this model to learn: "
-            ".csv, .jsonl or .parquet files with a text column; SOURCE:ROWS takes ROWS of one "
-            "at random. Texts equal to or inside a validation, test or --short-data text are "
-            "dropped"
+            ".csv, .jsonl or .parquet files with a text column, or Hub datasets (their "
+            "unsupervised split, else train: stanfordnlp/imdb's 50,000 unlabelled reviews); "
+            "SOURCE:ROWS takes ROWS of one at random. Texts equal to or inside a validation, "
+            "test or --short-data text are dropped"
         },
     )
     batch_size: int = field(default=2, metadata={"help": "training reviews per device step"})

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from serving.hub import hub_id
 from training.config import LABELS, TrainConfig, UsageError, flag, saved_config, split_seed
-from training.data import DATA_SUFFIXES, read_file
-from training.extra import Overlap, evaluation_texts, held_out_texts, parse_source
+from training.data import DATA_SUFFIXES, load_hub, read_file
+from training.extra import TEXT_COLUMNS, Overlap, evaluation_texts, held_out_texts, parse_source
 from utils import has_words
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 # Share of a labelled text's target that is the teacher's: the rest is its true label. Texts
 # without a label learn the teacher's alone.
 TEACHER_WEIGHT = 0.5
+# The split of a Hub dataset that `--unlabelled-data` reads: IMDB's 50,000 unlabelled reviews
+# are `unsupervised`; a dataset without one gives its training texts.
+UNLABELLED_SPLITS = ("unsupervised", "train")
 # Settings that decide which texts a run trains, validates and tests on.
 # A published folder's files that decide its answers: a new training of the same folder name
 # changes metrics.json (its history and timings), and a new export the ONNX graphs that serve
@@ -104,16 +108,7 @@ def unlabelled_texts(
     texts, counts = [], []
     for spec in specs:
         name, rows = parse_source(spec)
-        path = Path(name).expanduser()
-        if not path.is_file() or path.suffix not in DATA_SUFFIXES:
-            raise UsageError(
-                f"--unlabelled-data {spec}: no such .csv, .jsonl or .parquet file. Pass a file "
-                "with a text column (IMDB's unsup.parquet, say)."
-            )
-        frame = read_file(path)
-        if "text" not in frame.column_names:
-            raise UsageError(f"--unlabelled-data {spec}: no text column; name it text.")
-        source = frame["text"]
+        source = read_unlabelled(name, spec)
         fresh = np.flatnonzero(
             [isinstance(t, str) and has_words(t) and not taken(t) for t in source]
         )
@@ -121,6 +116,34 @@ def unlabelled_texts(
         texts += [source[i] for i in sorted(kept.tolist())]
         counts.append({"source": name, "rows": len(source), "train": len(kept)})
     return texts, counts
+
+
+def read_unlabelled(name: str, spec: str) -> list[Any]:
+    """The texts of one `--unlabelled-data` source: a .csv, .jsonl or .parquet file with a text
+    column, or a Hub dataset's `UNLABELLED_SPLITS` split (`stanfordnlp/imdb`: its 50,000
+    unlabelled reviews); UsageError naming the fix otherwise."""
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix in DATA_SUFFIXES:
+        frame = read_file(path)
+    elif hub_id(name) is None or path.suffix in DATA_SUFFIXES:
+        raise UsageError(
+            f"--unlabelled-data {spec}: no such .csv, .jsonl or .parquet file. Pass a file "
+            "with a text column (IMDB's unsup.parquet, say) or a Hub dataset such as "
+            "stanfordnlp/imdb."
+        )
+    else:
+        loaded = load_hub(name, "--unlabelled-data", "file")
+        split = next((split for split in UNLABELLED_SPLITS if split in loaded), None)
+        if split is None:
+            raise UsageError(
+                f"--unlabelled-data {name} has no {' or '.join(UNLABELLED_SPLITS)} split; "
+                "pass a local file with a text column."
+            )
+        frame = loaded[split]
+    column = next((column for column in TEXT_COLUMNS if column in frame.column_names), None)
+    if column is None:
+        raise UsageError(f"--unlabelled-data {spec}: no text column; name it text.")
+    return frame[column]
 
 
 def teacher_probabilities(teacher: str, texts: list[str]) -> np.ndarray:
