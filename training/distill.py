@@ -22,10 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from serving.hub import hub_id
 from training.config import LABELS, TrainConfig, UsageError, flag, saved_config, split_seed
-from training.data import DATA_SUFFIXES, load_hub, read_file
-from training.extra import TEXT_COLUMNS, Overlap, evaluation_texts, held_out_texts, parse_source
+from training.extra import (
+    Overlap,
+    evaluation_texts,
+    held_out_texts,
+    parse_source,
+    read_source,
+)
 from utils import has_words
 
 logger = logging.getLogger(__name__)
@@ -101,14 +105,18 @@ def unlabelled_texts(
     specs: tuple[str, ...], evaluation: list[str], seed: int
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """The texts of each `--unlabelled-data` source, less those without a letter and those equal
-    to or inside an `evaluation` text (as `--extra-data` drops them), ROWS of a `FILE:ROWS`
+    to or inside an `evaluation` text (as `--extra-data` drops them), ROWS of a `SOURCE:ROWS`
     drawn at random; and a row count per source for metrics.json."""
     taken = Overlap(evaluation)
     rng = np.random.default_rng([seed, 13])  # its own stream: the splits' draws stay as they are
     texts, counts = [], []
+    wanted = "a file with a text column (IMDB's unsup.parquet) or a Hub dataset: stanfordnlp/imdb"
     for spec in specs:
         name, rows = parse_source(spec)
-        source = read_unlabelled(name, spec)
+        frame = read_source(spec, "--unlabelled-data", UNLABELLED_SPLITS, wanted)
+        if "text" not in frame.column_names:
+            raise UsageError(f"--unlabelled-data {spec}: no text column; name it text.")
+        source = frame["text"]
         fresh = np.flatnonzero(
             [isinstance(t, str) and has_words(t) and not taken(t) for t in source]
         )
@@ -116,34 +124,6 @@ def unlabelled_texts(
         texts += [source[i] for i in sorted(kept.tolist())]
         counts.append({"source": name, "rows": len(source), "train": len(kept)})
     return texts, counts
-
-
-def read_unlabelled(name: str, spec: str) -> list[Any]:
-    """The texts of one `--unlabelled-data` source: a .csv, .jsonl or .parquet file with a text
-    column, or a Hub dataset's `UNLABELLED_SPLITS` split (`stanfordnlp/imdb`: its 50,000
-    unlabelled reviews); UsageError naming the fix otherwise."""
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix in DATA_SUFFIXES:
-        frame = read_file(path)
-    elif hub_id(name) is None or path.suffix in DATA_SUFFIXES:
-        raise UsageError(
-            f"--unlabelled-data {spec}: no such .csv, .jsonl or .parquet file. Pass a file "
-            "with a text column (IMDB's unsup.parquet, say) or a Hub dataset such as "
-            "stanfordnlp/imdb."
-        )
-    else:
-        loaded = load_hub(name, "--unlabelled-data", "file")
-        split = next((split for split in UNLABELLED_SPLITS if split in loaded), None)
-        if split is None:
-            raise UsageError(
-                f"--unlabelled-data {name} has no {' or '.join(UNLABELLED_SPLITS)} split; "
-                "pass a local file with a text column."
-            )
-        frame = loaded[split]
-    column = next((column for column in TEXT_COLUMNS if column in frame.column_names), None)
-    if column is None:
-        raise UsageError(f"--unlabelled-data {spec}: no text column; name it text.")
-    return frame[column]
 
 
 def teacher_probabilities(teacher: str, texts: list[str]) -> np.ndarray:

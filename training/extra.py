@@ -53,6 +53,29 @@ def parse_source(spec: str) -> tuple[str, int | None]:
     return spec, None
 
 
+def read_source(spec: str, flag: str, splits: tuple[str, ...], wanted: str) -> Any:
+    """Every row of one `flag` source (the ROWS of a `NAME:ROWS` are drawn later) as a
+    `datasets.Dataset` whose text column, if it has one of `TEXT_COLUMNS`, is named `text`: a
+    .csv, .jsonl or .parquet file, or the first of `splits` that a Hub dataset has. UsageError
+    naming the fix otherwise; `wanted` says what to pass instead."""
+    source, _ = parse_source(spec)
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix in DATA_SUFFIXES:
+        dataset = read_file(path)
+    elif hub_id(source) is None or path.suffix in DATA_SUFFIXES:
+        raise UsageError(f"{flag} {spec}: no such .csv, .jsonl or .parquet file. Pass {wanted}.")
+    else:
+        loaded = load_hub(source, flag, "file")
+        split = next((split for split in splits if split in loaded), None)
+        if split is None:
+            raise UsageError(
+                f"{flag} {source} has no {' or '.join(splits)} split; pass a local file."
+            )
+        dataset = loaded[split]
+    text = next((name for name in TEXT_COLUMNS if name in dataset.column_names), "text")
+    return dataset if text == "text" else dataset.rename_column(text, "text")
+
+
 def load_extra(spec: str, labels: tuple[str, ...]) -> Any:
     """More labelled reviews for training, checked, with columns `text` and `label`: a .csv,
     .jsonl or .parquet file (`label` 0/1 or a label name; the app's feedback file reads its
@@ -62,23 +85,10 @@ def load_extra(spec: str, labels: tuple[str, ...]) -> Any:
     len(load_extra("../shared/data/extra/rotten_tomatoes_train.parquet", LABELS))
     # 6306
     """
-    source, _ = parse_source(spec)
-    path = Path(source).expanduser()
-    if path.is_file() and path.suffix in DATA_SUFFIXES:
-        frame = read_file(path).to_pandas()
-    elif hub_id(source) is None or path.suffix in DATA_SUFFIXES:
-        raise UsageError(
-            f"--extra-data {spec}: no such .csv, .jsonl or .parquet file. Pass a file of "
-            "labelled reviews (text, label) or a Hub dataset name such as rotten_tomatoes."
-        )
-    else:
-        loaded = load_hub(source, "--extra-data", "file")
-        if "train" not in loaded:
-            raise UsageError(f"--extra-data {source} has no train split; pass a local file.")
-        frame = loaded["train"].to_pandas()
-    text = next((name for name in TEXT_COLUMNS if name in frame.columns), None)
-    if text is not None:
-        frame = frame.rename(columns={text: "text"})
+    wanted = (
+        "a file of labelled reviews (text, label) or a Hub dataset name such as rotten_tomatoes"
+    )
+    frame = read_source(spec, "--extra-data", ("train",), wanted).to_pandas()
     if "label" not in frame.columns and "corrected" in frame.columns:
         frame = frame.rename(columns={"corrected": "label"})
     if "label" in frame.columns:
