@@ -23,13 +23,7 @@ from typing import Any
 import numpy as np
 
 from training.config import LABELS, TrainConfig, UsageError, flag, saved_config, split_seed
-from training.extra import (
-    Overlap,
-    evaluation_texts,
-    held_out_texts,
-    parse_source,
-    read_source,
-)
+from training.extra import Overlap, evaluation_texts, held_out_texts, parse_source, read_source
 from utils import has_words
 
 logger = logging.getLogger(__name__)
